@@ -1,0 +1,480 @@
+//! The room hub: named rooms of WebSocket members and the one fan-out
+//! mechanism that the share, img2img and chat protocols all use.
+//!
+//! Owns room membership and delivery only. It knows nothing of message
+//! shapes, images or history; protocols build their messages and decide who
+//! receives them.
+//!
+//! # API
+//!
+//! - [`RoomHub::new`]`(HubLimits)` makes a hub (one per protocol, so room
+//!   names of different protocols never meet). Cheap to clone.
+//! - [`RoomHub::join`]`(room, name)` creates the room on first join and
+//!   returns a [`Membership`] plus the member's [`Outbound`] queue. Fails
+//!   with [`JoinError::RoomFull`] past `max_members`.
+//! - A [`Membership`] leaves the room when dropped; the room is dropped when
+//!   its last member leaves. It derefs to a [`MemberHandle`].
+//! - A [`MemberHandle`] (clonable, e.g. into a spawned job) sends:
+//!   [`send_self`](MemberHandle::send_self),
+//!   [`broadcast`](MemberHandle::broadcast) (everyone, sender included),
+//!   [`broadcast_others`](MemberHandle::broadcast_others),
+//!   [`send_to`](MemberHandle::send_to) (one member by id) and
+//!   [`send_where`](MemberHandle::send_where) (members matching a
+//!   predicate over [`MemberView`], e.g. img2img consumers). A member may
+//!   carry a role ([`MemberHandle::set_role`]) for such predicates.
+//!   Every send takes a [`Batch`]: one `Message` or a `Vec<Message>`; the
+//!   messages of one batch reach each member consecutively, never
+//!   interleaved with another batch (an image's chunks, a metadata frame
+//!   and its binary frame).
+//! - [`Outbound`] is drained by the socket's send task
+//!   (see [`super::socket::serve`]).
+//!
+//! Delivery never waits: each member has a bounded queue
+//! (`HubLimits::member_queue` messages). A member whose queue is full is
+//! removed from the room at once (its queue closes, which ends its socket),
+//! so one slow or stuck client never stalls the others.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::extract::ws::Message;
+use tokio::sync::mpsc;
+
+/// A member's id, unique within one hub for the life of the process.
+pub type MemberId = u64;
+
+/// Bounds of a hub, taken from the protocol's settings section.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Members per room.
+    pub max_members: usize,
+    /// Outbound messages queued per member before it is dropped as too slow.
+    pub member_queue: usize,
+}
+
+/// Why a join was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("room {room:?} is full ({max} members)")]
+    RoomFull { room: String, max: usize },
+}
+
+/// What a predicate of [`MemberHandle::send_where`] sees of a member.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberView<'a> {
+    pub id: MemberId,
+    pub name: &'a str,
+    pub role: Option<&'a str>,
+}
+
+/// A member as listed by [`RoomHub::members`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: MemberId,
+    pub name: String,
+    pub role: Option<String>,
+}
+
+/// A cheap-to-clone handle on all rooms of one protocol.
+#[derive(Clone)]
+pub struct RoomHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    next_id: AtomicU64,
+    limits: HubLimits,
+}
+
+struct Room {
+    name: String,
+    members: Mutex<HashMap<MemberId, Entry>>,
+}
+
+struct Entry {
+    name: String,
+    role: Option<String>,
+    queue: mpsc::Sender<Message>,
+}
+
+/// A member's place in a room; leaving happens on drop.
+pub struct Membership {
+    hub: RoomHub,
+    handle: MemberHandle,
+}
+
+/// Sends on behalf of one member of one room. Sending after the member has
+/// left (or was dropped as slow) reaches the others but never the member.
+#[derive(Clone)]
+pub struct MemberHandle {
+    room: Arc<Room>,
+    id: MemberId,
+}
+
+/// Messages delivered together: each recipient gets all of them,
+/// consecutively, or (if its queue cannot hold them all) none and is dropped.
+#[derive(Debug, Clone)]
+pub struct Batch(Vec<Message>);
+
+impl From<Message> for Batch {
+    fn from(msg: Message) -> Self {
+        Self(vec![msg])
+    }
+}
+
+impl From<Vec<Message>> for Batch {
+    fn from(msgs: Vec<Message>) -> Self {
+        Self(msgs)
+    }
+}
+
+/// The receiving end of a member's queue, drained by its socket.
+pub struct Outbound {
+    queue: mpsc::Receiver<Message>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; recover the data if one did.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl RoomHub {
+    pub fn new(limits: HubLimits) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                rooms: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                limits,
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> HubLimits {
+        self.inner.limits
+    }
+
+    /// Joins `room` as `name`, creating the room if it does not exist.
+    pub fn join(&self, room: &str, name: &str) -> Result<(Membership, Outbound), JoinError> {
+        let limits = self.inner.limits;
+        let mut rooms = lock(&self.inner.rooms);
+        let entry = rooms.entry(room.to_owned()).or_insert_with(|| {
+            Arc::new(Room {
+                name: room.to_owned(),
+                members: Mutex::new(HashMap::new()),
+            })
+        });
+        let room_arc = entry.clone();
+        let mut members = lock(&room_arc.members);
+        if members.len() >= limits.max_members {
+            let empty = members.is_empty();
+            drop(members);
+            if empty {
+                rooms.remove(room);
+            }
+            return Err(JoinError::RoomFull {
+                room: room.to_owned(),
+                max: limits.max_members,
+            });
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(limits.member_queue.max(1));
+        members.insert(
+            id,
+            Entry {
+                name: name.to_owned(),
+                role: None,
+                queue: tx,
+            },
+        );
+        drop(members);
+        let handle = MemberHandle {
+            room: room_arc,
+            id,
+        };
+        Ok((
+            Membership {
+                hub: self.clone(),
+                handle,
+            },
+            Outbound { queue: rx },
+        ))
+    }
+
+    /// Rooms that currently have members.
+    pub fn room_count(&self) -> usize {
+        lock(&self.inner.rooms).len()
+    }
+
+    /// The members of `room`, ordered by id (empty if the room does not exist).
+    pub fn members(&self, room: &str) -> Vec<MemberInfo> {
+        let Some(room) = lock(&self.inner.rooms).get(room).cloned() else {
+            return Vec::new();
+        };
+        let mut list: Vec<MemberInfo> = lock(&room.members)
+            .iter()
+            .map(|(id, e)| MemberInfo {
+                id: *id,
+                name: e.name.clone(),
+                role: e.role.clone(),
+            })
+            .collect();
+        list.sort_by_key(|m| m.id);
+        list
+    }
+
+    /// Queues `msg` for the members of `room` matching `pick`, from outside
+    /// the room (chat: events for another user's sockets). Returns how many
+    /// got it; 0 when the room does not exist.
+    pub fn send_to_room(
+        &self,
+        room: &str,
+        pick: impl Fn(&MemberView<'_>) -> bool,
+        msg: impl Into<Batch>,
+    ) -> usize {
+        let Some(room) = lock(&self.inner.rooms).get(room).cloned() else {
+            return 0;
+        };
+        room.deliver(pick, &msg.into())
+    }
+
+    fn leave(&self, handle: &MemberHandle) {
+        let mut rooms = lock(&self.inner.rooms);
+        let mut members = lock(&handle.room.members);
+        members.remove(&handle.id);
+        let empty = members.is_empty();
+        drop(members);
+        let same_room = rooms
+            .get(&handle.room.name)
+            .is_some_and(|r| Arc::ptr_eq(r, &handle.room));
+        if empty && same_room {
+            rooms.remove(&handle.room.name);
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.hub.leave(&self.handle);
+    }
+}
+
+impl std::ops::Deref for Membership {
+    type Target = MemberHandle;
+    fn deref(&self) -> &MemberHandle {
+        &self.handle
+    }
+}
+
+impl Membership {
+    /// A clonable handle for tasks that outlive the current message.
+    pub fn handle(&self) -> MemberHandle {
+        self.handle.clone()
+    }
+}
+
+impl MemberHandle {
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    pub fn room_name(&self) -> &str {
+        &self.room.name
+    }
+
+    /// This member's name (empty once it has left).
+    pub fn name(&self) -> String {
+        lock(&self.room.members)
+            .get(&self.id)
+            .map(|e| e.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Tags this member (e.g. `"consumer"`), for [`Self::send_where`].
+    pub fn set_role(&self, role: &str) {
+        if let Some(e) = lock(&self.room.members).get_mut(&self.id) {
+            e.role = Some(role.to_owned());
+        }
+    }
+
+    /// Queues `msg` for this member alone. False if it is gone or was dropped.
+    pub fn send_self(&self, msg: impl Into<Batch>) -> bool {
+        self.send_to(self.id, msg)
+    }
+
+    /// Queues `msg` for one member of the room.
+    pub fn send_to(&self, id: MemberId, msg: impl Into<Batch>) -> bool {
+        self.room.deliver(|m| m.id == id, &msg.into()) == 1
+    }
+
+    /// Queues `msg` for everyone in the room, this member included.
+    pub fn broadcast(&self, msg: impl Into<Batch>) -> usize {
+        self.room.deliver(|_| true, &msg.into())
+    }
+
+    /// Queues `msg` for everyone in the room but this member.
+    pub fn broadcast_others(&self, msg: impl Into<Batch>) -> usize {
+        let me = self.id;
+        self.room.deliver(|m| m.id != me, &msg.into())
+    }
+
+    /// Queues `msg` for the members matching `pick`; returns how many got it.
+    pub fn send_where(
+        &self,
+        pick: impl Fn(&MemberView<'_>) -> bool,
+        msg: impl Into<Batch>,
+    ) -> usize {
+        self.room.deliver(pick, &msg.into())
+    }
+}
+
+impl Room {
+    /// The one fan-out: a non-blocking push into each chosen member's queue.
+    /// Members whose queue is full (or whose socket is gone) are removed.
+    fn deliver(&self, pick: impl Fn(&MemberView<'_>) -> bool, batch: &Batch) -> usize {
+        let mut members = lock(&self.members);
+        let mut delivered = 0;
+        let mut dropped = Vec::new();
+        for (id, entry) in members.iter() {
+            let view = MemberView {
+                id: *id,
+                name: &entry.name,
+                role: entry.role.as_deref(),
+            };
+            if !pick(&view) {
+                continue;
+            }
+            if entry.queue.is_closed() {
+                dropped.push(*id);
+                continue;
+            }
+            // Only this function sends, under the room lock, so the
+            // capacity seen here cannot shrink before the sends below.
+            if entry.queue.capacity() < batch.0.len() {
+                tracing::warn!(room = %self.name, member = id, name = %entry.name,
+                    "member's outbound queue is full; dropping it as too slow");
+                dropped.push(*id);
+                continue;
+            }
+            if batch.0.iter().all(|m| entry.queue.try_send(m.clone()).is_ok()) {
+                delivered += 1;
+            } else {
+                dropped.push(*id);
+            }
+        }
+        // Removing the entry drops the queue's only sender, which ends the
+        // member's socket once it has drained what was queued.
+        for id in dropped {
+            members.remove(&id);
+        }
+        delivered
+    }
+}
+
+impl Outbound {
+    /// The next queued message; `None` once the member has left the room.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.queue.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(max_members: usize, member_queue: usize) -> RoomHub {
+        RoomHub::new(HubLimits {
+            max_members,
+            member_queue,
+        })
+    }
+
+    fn text(s: &str) -> Message {
+        Message::text(s)
+    }
+
+    fn next_text(out: &mut Outbound) -> Option<String> {
+        out.queue
+            .try_recv()
+            .ok()
+            .map(|m| m.into_text().unwrap().to_string())
+    }
+
+    #[test]
+    fn rooms_exist_while_they_have_members() {
+        let hub = hub(8, 8);
+        let (a, _ao) = hub.join("r", "a").unwrap();
+        let (b, _bo) = hub.join("r", "b").unwrap();
+        assert_eq!(hub.room_count(), 1);
+        assert_eq!(hub.members("r").len(), 2);
+        drop(a);
+        assert_eq!(hub.members("r").iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        drop(b);
+        assert_eq!(hub.room_count(), 0);
+    }
+
+    #[test]
+    fn a_full_room_refuses_joins() {
+        let hub = hub(1, 8);
+        let (_a, _ao) = hub.join("r", "a").unwrap();
+        let err = hub.join("r", "b").err().unwrap();
+        assert_eq!(err, JoinError::RoomFull { room: "r".into(), max: 1 });
+        assert!(hub.join("other", "b").is_ok());
+    }
+
+    #[test]
+    fn fan_out_targets() {
+        let hub = hub(8, 8);
+        let (a, mut ao) = hub.join("r", "a").unwrap();
+        let (b, mut bo) = hub.join("r", "b").unwrap();
+        let (_c, mut co) = hub.join("elsewhere", "c").unwrap();
+        b.set_role("consumer");
+
+        assert_eq!(a.broadcast(text("all")), 2);
+        assert_eq!(a.broadcast_others(text("others")), 1);
+        assert!(a.send_self(text("me")));
+        assert_eq!(a.send_where(|m| m.role == Some("consumer"), text("consumers")), 1);
+        assert!(a.send_to(b.id(), text("to b")));
+
+        assert_eq!(next_text(&mut ao).as_deref(), Some("all"));
+        assert_eq!(next_text(&mut ao).as_deref(), Some("me"));
+        assert_eq!(next_text(&mut ao), None);
+        for want in ["all", "others", "consumers", "to b"] {
+            assert_eq!(next_text(&mut bo).as_deref(), Some(want));
+        }
+        assert_eq!(next_text(&mut co), None, "other rooms receive nothing");
+    }
+
+    #[test]
+    fn a_batch_arrives_whole_or_not_at_all() {
+        let hub = hub(8, 3);
+        let (a, mut ao) = hub.join("r", "a").unwrap();
+        let (_b, mut bo) = hub.join("r", "b").unwrap();
+        assert_eq!(a.broadcast_others(vec![text("1"), text("2")]), 1);
+        assert_eq!(a.send_self(vec![text("x"), text("y"), text("z"), text("w")]), false);
+        assert_eq!(next_text(&mut ao), None, "nothing of a batch that does not fit");
+        assert_eq!(next_text(&mut bo).as_deref(), Some("1"));
+        assert_eq!(next_text(&mut bo).as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn a_member_with_a_full_queue_is_dropped_and_the_rest_still_receive() {
+        let hub = hub(8, 2);
+        let (fast, mut fo) = hub.join("r", "fast").unwrap();
+        let (_slow, mut so) = hub.join("r", "slow").unwrap();
+        for i in 0..5 {
+            fast.broadcast_others(text("x"));
+            fast.send_self(text(&i.to_string()));
+            assert_eq!(next_text(&mut fo), Some(i.to_string()));
+        }
+        assert_eq!(hub.members("r").len(), 1, "the slow member was removed");
+        // Its queue still holds what fitted, then ends.
+        assert_eq!(next_text(&mut so).as_deref(), Some("x"));
+        assert_eq!(next_text(&mut so).as_deref(), Some("x"));
+        assert!(matches!(
+            so.queue.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+}
