@@ -64,7 +64,8 @@
       return 'Something went wrong in the page: ' + (err && err.message ? err.message : String(err));
     }
     const detail = err.serverMessage ? ' (' + err.serverMessage + ')' : '';
-    switch (err.status) {
+    const byCode = { too_large: 413, unsupported_format: 415, invalid_image: 422, rate_limited: 429, queue_full: 503 };
+    switch (byCode[err.code] || err.status) {
       case 0:
         return 'The server could not be reached. Check the connection and try again.';
       case 400:
