@@ -28,7 +28,8 @@ pub struct StorageSettings {
     pub dir: Option<PathBuf>,
     /// How many files the store holds at most.
     pub max_files: usize,
-    /// Total bytes the store holds at most.
+    /// Total bytes the store holds at most. Written `1GB` or in bytes.
+    #[serde(deserialize_with = "crate::config::de_size")]
     pub max_total_bytes: u64,
 }
 
@@ -128,9 +129,17 @@ pub trait FileStore: Send + Sync + 'static {
 }
 
 /// Checks `data` fits the quota given the current usage.
-pub(crate) fn check_quota(quota: &Quota, files: usize, total: u64, data_len: u64) -> Result<(), StorageError> {
+pub(crate) fn check_quota(
+    quota: &Quota,
+    files: usize,
+    total: u64,
+    data_len: u64,
+) -> Result<(), StorageError> {
     if files >= quota.max_files {
-        return Err(StorageError::Full(format!("it holds the maximum of {} files", quota.max_files)));
+        return Err(StorageError::Full(format!(
+            "it holds the maximum of {} files",
+            quota.max_files
+        )));
     }
     if total.saturating_add(data_len) > quota.max_total_bytes {
         return Err(StorageError::Full(format!(

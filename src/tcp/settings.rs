@@ -11,7 +11,8 @@ pub struct TcpSettings {
     /// Port of the listener (0 picks any free port).
     pub port: u16,
     /// Largest frame body accepted; a bigger length prefix closes the
-    /// connection before its body is read.
+    /// connection before its body is read. Written `64MB` or in bytes.
+    #[serde(deserialize_with = "crate::config::de_size_usize")]
     pub max_frame_bytes: usize,
     /// Connections served at once; more are told the server is busy.
     pub max_connections: usize,

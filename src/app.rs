@@ -1,0 +1,162 @@
+//! Starting and stopping the whole server: one worker pool and job store,
+//! the HTTP listener (job API, rooms, files, web app) and the TCP listener.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::jobs::{JobStore, StoreSettings, WorkerPool};
+
+/// A server that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare {what}: {message}")]
+    Setup { what: &'static str, message: String },
+}
+
+/// A running server; `shutdown` stops it gracefully.
+pub struct RunningServer {
+    pub http_addr: SocketAddr,
+    pub tcp_addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    http_task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+/// Builds the shared services and binds both listeners.
+pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
+    let settings = Arc::new(settings);
+    let pool = WorkerPool::new(
+        settings.upload.max_concurrent_tasks,
+        settings.upload.max_queue,
+        settings.upload.job_timeout,
+    );
+    if let Some(dir) = &settings.server.output_dir {
+        std::fs::create_dir_all(dir).map_err(|e| StartError::Setup {
+            what: "server.output_dir",
+            message: format!("{}: {e}", dir.display()),
+        })?;
+    }
+    let store = JobStore::new(
+        StoreSettings {
+            ttl: settings.cache.ttl,
+            max_bytes: settings.cache.max_bytes,
+            limits: settings.pipeline_limits(),
+            output_dir: settings.server.output_dir.clone(),
+        },
+        pool.clone(),
+    )
+    .with_observer(Arc::new(http::metrics::JobMetrics));
+    let state = AppState::new(settings.clone(), store.clone());
+
+    let files = settings.storage.open().map_err(|e| StartError::Setup {
+        what: "storage",
+        message: e.to_string(),
+    })?;
+    let app: Router = http::router(state.clone())
+        .merge(http::files::routes(files.clone()))
+        .merge(http::webapp::routes())
+        .fallback(|| async { http::error::ApiError::not_found("no such route") });
+
+    let http_listener = bind(&settings.server.host, settings.server.port).await?;
+    let http_addr = http_listener.local_addr().expect("bound address");
+    let tcp_listener = bind(&settings.server.host, settings.tcp.port).await?;
+    let tcp_addr = tcp_listener.local_addr().expect("bound address");
+
+    let (stop, stop_rx) = watch::channel(false);
+    let mut background = Vec::new();
+
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        let served = axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+
+    let mut tcp_stop = stop_rx.clone();
+    background.push(tokio::spawn(crate::tcp::serve(
+        tcp_listener,
+        files,
+        settings.tcp.clone(),
+        async move {
+            let _ = tcp_stop.changed().await;
+        },
+    )));
+
+    if settings.server.output_dir.is_some() {
+        let every = settings.server.output_cleanup_interval;
+        let ttl = settings.cache.ttl;
+        let store = store.clone();
+        let mut cleanup_stop = stop_rx.clone();
+        background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let store = store.clone();
+                        let _ = tokio::task::spawn_blocking(move || store.clean_output_dir(ttl)).await;
+                    }
+                    _ = cleanup_stop.changed() => break,
+                }
+            }
+        }));
+    }
+
+    tracing::info!("listening http={http_addr} tcp={tcp_addr}");
+    Ok(RunningServer {
+        http_addr,
+        tcp_addr,
+        state,
+        stop,
+        http_task,
+        background,
+        grace: settings.server.shutdown_grace,
+    })
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl RunningServer {
+    /// Stops accepting, lets jobs in flight finish within the grace period,
+    /// then stops every listener.
+    pub async fn shutdown(self) {
+        self.state.shutting_down.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let deadline = Instant::now() + self.grace;
+        let pool = self.state.store.pool().clone();
+        let mut settled = pool.subscribe_idle();
+        let _ = tokio::time::timeout_at(deadline.into(), settled.wait_for(|idle| *idle)).await;
+        let _ = tokio::time::timeout_at(deadline.into(), self.http_task).await;
+        for task in self.background {
+            task.abort();
+        }
+    }
+}

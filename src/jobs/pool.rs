@@ -1,0 +1,235 @@
+//! The one bounded worker pool every protocol's image work goes through.
+//!
+//! At most `max_concurrent` pipeline runs at once, each on a blocking thread;
+//! at most `max_queue` more wait for a slot. Admission is decided at once
+//! (`try_admit`), so a full queue is answered immediately and never grows
+//! memory. A job that panics or passes its deadline fails alone. The pool
+//! knows nothing of HTTP, rooms or caching.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use super::JobError;
+use crate::pipeline::{self, Options, Output};
+
+/// Queue depth and jobs running, for `GET /` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStats {
+    pub queued: usize,
+    pub processing: usize,
+}
+
+/// A cheap-to-clone handle on the pool.
+#[derive(Clone)]
+pub struct WorkerPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    slots: Arc<Semaphore>,
+    max_queue: usize,
+    queued: AtomicUsize,
+    processing: AtomicUsize,
+    timeout: Duration,
+    /// True while nothing is queued or processing (for graceful shutdown).
+    idle: watch::Sender<bool>,
+}
+
+impl Inner {
+    fn refresh_idle(&self) {
+        let idle = self.queued.load(Ordering::Acquire) == 0
+            && self.processing.load(Ordering::Acquire) == 0;
+        self.idle
+            .send_if_modified(|v| std::mem::replace(v, idle) != idle);
+    }
+}
+
+/// A place in the pool, taken by `try_admit`: the job is counted as queued
+/// until it runs. Dropping it unused gives the place back.
+pub struct Admission {
+    inner: Arc<Inner>,
+    permit: Option<OwnedSemaphorePermit>,
+    counted_queued: bool,
+}
+
+impl WorkerPool {
+    pub fn new(max_concurrent: usize, max_queue: usize, timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+                max_queue,
+                queued: AtomicUsize::new(0),
+                processing: AtomicUsize::new(0),
+                timeout,
+                idle: watch::Sender::new(true),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            queued: self.inner.queued.load(Ordering::Relaxed),
+            processing: self.inner.processing.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A receiver that is `true` whenever nothing is queued or running.
+    pub fn subscribe_idle(&self) -> watch::Receiver<bool> {
+        self.inner.idle.subscribe()
+    }
+
+    /// Takes a place at once: a free worker slot, or a place in the queue.
+    pub fn try_admit(&self) -> Result<Admission, JobError> {
+        if let Ok(permit) = self.inner.slots.clone().try_acquire_owned() {
+            return Ok(Admission {
+                inner: self.inner.clone(),
+                permit: Some(permit),
+                counted_queued: false,
+            });
+        }
+        let reserved = self
+            .inner
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < self.inner.max_queue).then_some(q + 1)
+            });
+        match reserved {
+            Ok(_) => {
+                self.inner.refresh_idle();
+                Ok(Admission {
+                    inner: self.inner.clone(),
+                    permit: None,
+                    counted_queued: true,
+                })
+            }
+            Err(_) => Err(JobError::QueueFull),
+        }
+    }
+
+    /// Admits and runs in one call (for protocols with nothing to record
+    /// between admission and the start of processing).
+    pub async fn run(&self, input: Bytes, options: Options) -> Result<Output, JobError> {
+        self.try_admit()?.run(input, options, || {}).await
+    }
+}
+
+impl Admission {
+    /// Waits for a worker slot, calls `on_start`, then runs the pipeline on a
+    /// blocking thread with the pool's deadline.
+    pub async fn run(
+        mut self,
+        input: Bytes,
+        mut options: Options,
+        on_start: impl FnOnce() + Send,
+    ) -> Result<Output, JobError> {
+        let permit = match self.permit.take() {
+            Some(p) => p,
+            None => self
+                .inner
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| JobError::ShuttingDown)?,
+        };
+        let running = Running::start(self.inner.clone());
+        if self.counted_queued {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            self.counted_queued = false;
+        }
+        on_start();
+        let timeout = self.inner.timeout;
+        let deadline = Instant::now() + timeout;
+        options.deadline = Some(options.deadline.map_or(deadline, |d| d.min(deadline)));
+        let task = tokio::task::spawn_blocking(move || {
+            // The slot stays taken until the pipeline has really stopped,
+            // even when the caller gave up waiting.
+            let _slot = permit;
+            let _running = running;
+            std::panic::catch_unwind(AssertUnwindSafe(|| pipeline::process(&input, &options)))
+        });
+        match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
+            Err(_) => Err(JobError::Timeout),
+            Ok(Err(_join)) => Err(JobError::Panicked),
+            Ok(Ok(Err(_panic))) => Err(JobError::Panicked),
+            Ok(Ok(Ok(Err(pipeline::PipelineError::Timeout)))) => Err(JobError::Timeout),
+            Ok(Ok(Ok(result))) => result.map_err(JobError::from),
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.counted_queued {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.inner.refresh_idle();
+    }
+}
+
+/// Counts a job as processing for as long as it lives.
+struct Running(Arc<Inner>);
+
+impl Running {
+    fn start(inner: Arc<Inner>) -> Self {
+        inner.processing.fetch_add(1, Ordering::AcqRel);
+        inner.refresh_idle();
+        Self(inner)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.processing.fetch_sub(1, Ordering::AcqRel);
+        self.0.refresh_idle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_is_bounded_by_slots_plus_queue() {
+        let pool = WorkerPool::new(1, 2, Duration::from_secs(5));
+        let a = pool.try_admit().expect("a free slot");
+        let b = pool.try_admit().expect("queue place 1");
+        let c = pool.try_admit().expect("queue place 2");
+        assert!(matches!(pool.try_admit(), Err(JobError::QueueFull)));
+        assert_eq!(pool.stats().queued, 2);
+        drop(b);
+        assert_eq!(pool.stats().queued, 1);
+        let d = pool.try_admit().expect("the freed queue place");
+        drop((a, c, d));
+        assert_eq!(
+            pool.stats(),
+            PoolStats {
+                queued: 0,
+                processing: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_image_fails_its_job_and_frees_the_slot() {
+        let pool = WorkerPool::new(1, 0, Duration::from_secs(5));
+        let err = pool
+            .run(Bytes::from_static(b"not an image"), Options::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "unsupported_format");
+        assert_eq!(
+            pool.stats(),
+            PoolStats {
+                queued: 0,
+                processing: 0
+            }
+        );
+        assert!(pool.try_admit().is_ok(), "the slot is free again");
+    }
+}

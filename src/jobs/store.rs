@@ -1,0 +1,357 @@
+//! The job store: tasks (by MD5) and their variants, their statuses, and
+//! their results, in an expiring, byte-bounded cache.
+//!
+//! It owns single flight (the same bytes with the same options are encoded
+//! once while cached, whichever protocol asks), status pushes (each variant
+//! has a `watch` channel, so waiters react at once) and the optional disk
+//! copy of results. It does not speak HTTP or WebSocket.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::future::Cache;
+use tokio::sync::watch;
+
+use super::{JobError, TaskKey, VariantSpec, WorkerPool};
+use crate::pipeline::{Format, Limits, Output};
+
+/// A finished variant's result. `bytes` is shared, never copied per reader.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub bytes: Bytes,
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+    pub kept_original: bool,
+    /// Order of completion across the store (larger is later).
+    pub finished_seq: u64,
+}
+
+/// Where a variant is in its life.
+#[derive(Debug, Clone)]
+pub enum VariantState {
+    Queued,
+    Processing,
+    Done(Arc<Finished>),
+    Failed(JobError),
+}
+
+impl VariantState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Processing => "processing",
+            Self::Done(_) => "done",
+            Self::Failed(_) => "error",
+        }
+    }
+
+    /// Done or failed: nothing more will happen.
+    pub fn is_settled(&self) -> bool {
+        matches!(self, Self::Done(_) | Self::Failed(_))
+    }
+}
+
+/// One option set applied to a task.
+#[derive(Debug)]
+pub struct Variant {
+    pub spec: VariantSpec,
+    state: watch::Sender<VariantState>,
+}
+
+impl Variant {
+    pub fn state(&self) -> VariantState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every later state change.
+    pub fn subscribe(&self) -> watch::Receiver<VariantState> {
+        self.state.subscribe()
+    }
+}
+
+/// All variants of one upload.
+#[derive(Debug)]
+pub struct Task {
+    pub key: TaskKey,
+    pub original_size: usize,
+    variants: Mutex<Vec<Arc<Variant>>>,
+}
+
+impl Task {
+    pub fn variants(&self) -> Vec<Arc<Variant>> {
+        self.variants.lock().expect("variants lock").clone()
+    }
+
+    fn weight(&self) -> u32 {
+        let results: usize = self
+            .variants()
+            .iter()
+            .filter_map(|v| match v.state() {
+                VariantState::Done(f) => Some(f.bytes.len()),
+                _ => None,
+            })
+            .sum();
+        u32::try_from(results + 512).unwrap_or(u32::MAX)
+    }
+
+    /// The variant that finished last among those `matches` accepts, or
+    /// else the one of them submitted last.
+    pub fn pick(&self, matches: impl Fn(&VariantSpec) -> bool) -> Option<Arc<Variant>> {
+        let variants: Vec<_> = self
+            .variants()
+            .into_iter()
+            .filter(|v| matches(&v.spec))
+            .collect();
+        let latest_done = variants
+            .iter()
+            .filter_map(|v| match v.state() {
+                VariantState::Done(f) => Some((f.finished_seq, v.clone())),
+                _ => None,
+            })
+            .max_by_key(|(seq, _)| *seq)
+            .map(|(_, v)| v);
+        latest_done.or_else(|| variants.last().cloned())
+    }
+}
+
+/// What a submission led to.
+pub struct Submitted {
+    pub task: Arc<Task>,
+    pub variant: Arc<Variant>,
+    /// The same variant existed already (done or in flight): no new encode.
+    pub deduplicated: bool,
+}
+
+/// Outcome counts and sizes, reported to metrics by the store.
+pub trait JobObserver: Send + Sync {
+    fn finished(
+        &self,
+        format: Format,
+        outcome: &'static str,
+        elapsed: Duration,
+        bytes_in: usize,
+        bytes_out: usize,
+    );
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub ttl: Duration,
+    pub max_bytes: u64,
+    pub limits: Limits,
+    pub output_dir: Option<PathBuf>,
+}
+
+/// Tasks, variants and results; cheap to clone.
+#[derive(Clone)]
+pub struct JobStore {
+    tasks: Cache<TaskKey, Arc<Task>>,
+    pool: WorkerPool,
+    limits: Limits,
+    output_dir: Option<PathBuf>,
+    seq: Arc<AtomicU64>,
+    observer: Option<Arc<dyn JobObserver>>,
+}
+
+impl JobStore {
+    pub fn new(settings: StoreSettings, pool: WorkerPool) -> Self {
+        let tasks = Cache::builder()
+            .time_to_live(settings.ttl)
+            .max_capacity(settings.max_bytes)
+            .weigher(|_k: &TaskKey, t: &Arc<Task>| t.weight())
+            .build();
+        Self {
+            tasks,
+            pool,
+            limits: settings.limits,
+            output_dir: settings.output_dir,
+            seq: Arc::new(AtomicU64::new(0)),
+            observer: None,
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn JobObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub fn pool(&self) -> &WorkerPool {
+        &self.pool
+    }
+
+    pub async fn task(&self, key: &TaskKey) -> Option<Arc<Task>> {
+        self.tasks.get(key).await
+    }
+
+    /// Submits `bytes` with `spec`. An identical variant already done or in
+    /// flight is returned as is; a new one is admitted to the pool at once
+    /// or refused with `QueueFull` (and then leaves no trace).
+    pub async fn submit(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
+        let key = TaskKey::of(&bytes);
+        let original_size = bytes.len();
+        let task = self
+            .tasks
+            .get_with(key.clone(), async {
+                Arc::new(Task {
+                    key: key.clone(),
+                    original_size,
+                    variants: Mutex::new(Vec::new()),
+                })
+            })
+            .await;
+
+        let (variant, admission) = {
+            let mut variants = task.variants.lock().expect("variants lock");
+            let existing = variants.iter().position(|v| v.spec == spec);
+            if let Some(i) = existing {
+                let reusable = match &*variants[i].state.borrow() {
+                    VariantState::Failed(e) => !e.is_transient(),
+                    _ => true,
+                };
+                if reusable {
+                    return Ok(Submitted {
+                        task: task.clone(),
+                        variant: variants[i].clone(),
+                        deduplicated: true,
+                    });
+                }
+            }
+            let admission = self.pool.try_admit()?;
+            let variant = Arc::new(Variant {
+                spec,
+                state: watch::Sender::new(VariantState::Queued),
+            });
+            match existing {
+                Some(i) => variants[i] = variant.clone(),
+                None => variants.push(variant.clone()),
+            }
+            (variant, admission)
+        };
+
+        let store = self.clone();
+        let job_task = task.clone();
+        let job_variant = variant.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let options = spec.options(store.limits);
+            let on_start = {
+                let v = job_variant.clone();
+                move || {
+                    v.state.send_replace(VariantState::Processing);
+                }
+            };
+            let result = admission.run(bytes, options, on_start).await;
+            store.finish(&job_task, &job_variant, result, started).await;
+        });
+        Ok(Submitted {
+            task,
+            variant,
+            deduplicated: false,
+        })
+    }
+
+    async fn finish(
+        &self,
+        task: &Arc<Task>,
+        variant: &Arc<Variant>,
+        result: Result<Output, JobError>,
+        started: Instant,
+    ) {
+        let format = variant.spec.format;
+        let (state, outcome, out_len) = match result {
+            Ok(output) => {
+                let finished = Finished {
+                    bytes: Bytes::from(output.bytes),
+                    format: output.format,
+                    width: output.width,
+                    height: output.height,
+                    kept_original: output.kept_original,
+                    finished_seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+                };
+                self.write_copy(&task.key, &variant.spec, &finished.bytes)
+                    .await;
+                let len = finished.bytes.len();
+                (VariantState::Done(Arc::new(finished)), "done", len)
+            }
+            Err(e) => {
+                let outcome = e.code();
+                (VariantState::Failed(e), outcome, 0)
+            }
+        };
+        variant.state.send_replace(state);
+        if let Some(observer) = &self.observer {
+            observer.finished(
+                format,
+                outcome,
+                started.elapsed(),
+                task.original_size,
+                out_len,
+            );
+        }
+        // Insert again so the cache weighs the result and restarts the TTL.
+        self.tasks.insert(task.key.clone(), task.clone()).await;
+    }
+
+    /// Writes a result to `output_dir` atomically (temp file, then rename).
+    async fn write_copy(&self, key: &TaskKey, spec: &VariantSpec, bytes: &Bytes) {
+        let Some(dir) = &self.output_dir else { return };
+        let name = format!("{key}-{}.{}", spec.file_stem(), spec.format.extension());
+        let final_path = dir.join(&name);
+        let tmp_path = dir.join(format!(".{name}.tmp"));
+        let bytes = bytes.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp_path)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp_path, &final_path)
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) = written.map_err(std::io::Error::other) {
+            tracing::warn!(error = %e, file = %name, "could not write the result copy");
+        }
+    }
+
+    /// Waits until no variant of the task is queued or processing, or the
+    /// timeout passes. Returns at once when nothing is pending.
+    pub async fn wait_settled(&self, task: &Task, timeout: Duration) {
+        let receivers: Vec<_> = task.variants().iter().map(|v| v.subscribe()).collect();
+        let all = async move {
+            for mut rx in receivers {
+                let _ = rx.wait_for(VariantState::is_settled).await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, all).await;
+    }
+
+    /// Entries and weighted size (for metrics and tests).
+    pub fn cache_usage(&self) -> (u64, u64) {
+        (self.tasks.entry_count(), self.tasks.weighted_size())
+    }
+
+    /// Removes result copies older than `max_age` from `output_dir`.
+    pub fn clean_output_dir(&self, max_age: Duration) -> std::io::Result<usize> {
+        let Some(dir) = &self.output_dir else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > max_age);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
