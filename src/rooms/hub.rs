@@ -189,10 +189,7 @@ impl RoomHub {
             },
         );
         drop(members);
-        let handle = MemberHandle {
-            room: room_arc,
-            id,
-        };
+        let handle = MemberHandle { room: room_arc, id };
         Ok((
             Membership {
                 hub: self.clone(),
@@ -357,7 +354,11 @@ impl Room {
                 dropped.push(*id);
                 continue;
             }
-            if batch.0.iter().all(|m| entry.queue.try_send(m.clone()).is_ok()) {
+            if batch
+                .0
+                .iter()
+                .all(|m| entry.queue.try_send(m.clone()).is_ok())
+            {
                 delivered += 1;
             } else {
                 dropped.push(*id);
@@ -409,7 +410,13 @@ mod tests {
         assert_eq!(hub.room_count(), 1);
         assert_eq!(hub.members("r").len(), 2);
         drop(a);
-        assert_eq!(hub.members("r").iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            hub.members("r")
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
         drop(b);
         assert_eq!(hub.room_count(), 0);
     }
@@ -419,7 +426,13 @@ mod tests {
         let hub = hub(1, 8);
         let (_a, _ao) = hub.join("r", "a").unwrap();
         let err = hub.join("r", "b").err().unwrap();
-        assert_eq!(err, JoinError::RoomFull { room: "r".into(), max: 1 });
+        assert_eq!(
+            err,
+            JoinError::RoomFull {
+                room: "r".into(),
+                max: 1
+            }
+        );
         assert!(hub.join("other", "b").is_ok());
     }
 
@@ -434,7 +447,10 @@ mod tests {
         assert_eq!(a.broadcast(text("all")), 2);
         assert_eq!(a.broadcast_others(text("others")), 1);
         assert!(a.send_self(text("me")));
-        assert_eq!(a.send_where(|m| m.role == Some("consumer"), text("consumers")), 1);
+        assert_eq!(
+            a.send_where(|m| m.role == Some("consumer"), text("consumers")),
+            1
+        );
         assert!(a.send_to(b.id(), text("to b")));
 
         assert_eq!(next_text(&mut ao).as_deref(), Some("all"));
@@ -452,8 +468,15 @@ mod tests {
         let (a, mut ao) = hub.join("r", "a").unwrap();
         let (_b, mut bo) = hub.join("r", "b").unwrap();
         assert_eq!(a.broadcast_others(vec![text("1"), text("2")]), 1);
-        assert_eq!(a.send_self(vec![text("x"), text("y"), text("z"), text("w")]), false);
-        assert_eq!(next_text(&mut ao), None, "nothing of a batch that does not fit");
+        assert_eq!(
+            a.send_self(vec![text("x"), text("y"), text("z"), text("w")]),
+            false
+        );
+        assert_eq!(
+            next_text(&mut ao),
+            None,
+            "nothing of a batch that does not fit"
+        );
         assert_eq!(next_text(&mut bo).as_deref(), Some("1"));
         assert_eq!(next_text(&mut bo).as_deref(), Some("2"));
     }

@@ -43,7 +43,12 @@ pub trait Session: Send {
 
 /// Runs a member's connection to its end. `preface` is written before
 /// anything from the queue (a late joiner's history).
-pub async fn serve(socket: WebSocket, outbound: Outbound, preface: Vec<Message>, session: impl Session) {
+pub async fn serve(
+    socket: WebSocket,
+    outbound: Outbound,
+    preface: Vec<Message>,
+    session: impl Session,
+) {
     let (mut sink, mut stream) = socket.split();
     let mut send_task = tokio::spawn(async move {
         let mut outbound = outbound;
@@ -95,7 +100,11 @@ pub async fn serve(socket: WebSocket, outbound: Outbound, preface: Vec<Message>,
     };
     // Leaving the room closes the queue once spawned work lets go of it.
     drop(session);
-    if !send_finished && tokio::time::timeout(CLOSE_GRACE, &mut send_task).await.is_err() {
+    if !send_finished
+        && tokio::time::timeout(CLOSE_GRACE, &mut send_task)
+            .await
+            .is_err()
+    {
         send_task.abort();
     }
 }

@@ -122,7 +122,10 @@ mod tests {
         assert_eq!(f.kind, "text");
         assert!(matches!(Frame::parse("nope"), Err(FrameError::NotJson(_))));
         assert!(matches!(Frame::parse("[1]"), Err(FrameError::NotJson(_))));
-        assert!(matches!(Frame::parse(r#"{"text":1}"#), Err(FrameError::NoType)));
+        assert!(matches!(
+            Frame::parse(r#"{"text":1}"#),
+            Err(FrameError::NoType)
+        ));
     }
 
     #[test]
