@@ -32,7 +32,10 @@ fn missing_prerequisites(web: &Path) -> Vec<String> {
             chromium.display()
         ));
     }
-    if !web.join("node_modules/playwright-core/package.json").exists() {
+    if !web
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         missing.push("playwright-core: npm ci --prefix tests/web".to_owned());
     }
     missing
@@ -70,10 +73,6 @@ async fn the_web_app_works_in_a_real_browser() {
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    if !stderr.is_empty() {
-        println!("stderr:\n{stderr}");
-    }
     assert!(
         output.status.success(),
         "the browser tests failed ({}):\n{stdout}\n{stderr}",
@@ -83,4 +82,5 @@ async fn the_web_app_works_in_a_real_browser() {
         stdout.contains("checks passed"),
         "the browser test script ended without its summary:\n{stdout}"
     );
+    println!("{stdout}");
 }

@@ -76,7 +76,7 @@
       case 404:
         return 'The server no longer has this file; add it again.';
       case 413: {
-        const limit = maxUploadBytes ? ' The limit is ' + P.formatBytes(maxUploadBytes) + '.' : '';
+        const limit = maxUploadBytes ? ' The limit is ' + limitText() + '.' : '';
         return 'This file is too big for the server.' + limit;
       }
       case 415:
@@ -90,6 +90,13 @@
       default:
         return 'The server could not process this file' + detail + ' (error ' + err.status + ').';
     }
+  }
+
+  /** The upload limit as configured (`10MB` is 10 MiB on the server). */
+  function limitText() {
+    const mib = 1024 * 1024;
+    if (maxUploadBytes >= mib && maxUploadBytes % mib === 0) return maxUploadBytes / mib + ' MiB';
+    return P.formatBytes(maxUploadBytes);
   }
 
   function readOptions() {
@@ -146,7 +153,7 @@
       item.progress,
       item.errorBox,
       item.resultBox,
-      el('div', { class: 'file-actions' }, item.retryButton, item.removeButton),
+      (item.actions = el('div', { class: 'file-actions' }, item.retryButton, item.removeButton)),
     );
     return item;
   }
@@ -394,7 +401,8 @@
       'aria-label': 'Download ' + result.name,
     });
 
-    item.resultBox.replaceChildren(sizes, compareView(item, before, after), el('div', { class: 'file-actions' }, download));
+    item.resultBox.replaceChildren(sizes, compareView(item, before, after));
+    item.actions.prepend(download);
     item.resultBox.hidden = false;
     setState(item, 'done', 'Done', 100);
     item.progress.hidden = true;
@@ -404,8 +412,10 @@
   function compareView(item, before, after) {
     const shape = after || before;
     const frame = el('div', { class: 'compare-frame' });
-    if (shape) frame.style.aspectRatio = shape.width + ' / ' + shape.height;
-    else frame.style.aspectRatio = '4 / 3';
+    const ratio = shape && shape.height > 0 ? shape.width / shape.height : 4 / 3;
+    frame.style.aspectRatio = String(ratio);
+    // At most 360 px tall: narrow the frame instead of letterboxing.
+    frame.style.maxWidth = Math.round(360 * ratio) + 'px';
     const afterImg = el('img', { class: 'compare-after', src: item.result.url, alt: 'Compressed ' + item.result.name });
     frame.append(afterImg);
     if (before) {
@@ -426,7 +436,9 @@
         'aria-label': 'Comparison split for ' + item.file.name + ': original on the left, compressed on the right',
       });
       slider.addEventListener('input', () => frame.style.setProperty('--pos', slider.value + '%'));
-      figure.append(el('div', { class: 'compare-control' }, el('span', { text: 'Original' }), slider, el('span', { text: 'Compressed' })));
+      const control = el('div', { class: 'compare-control' }, el('span', { text: 'Original' }), slider, el('span', { text: 'Compressed' }));
+      control.style.maxWidth = 'max(' + frame.style.maxWidth + ', 16rem)';
+      figure.append(control);
     } else {
       figure.append(el('figcaption', { text: 'The browser cannot show the original file, so only the result is shown.' }));
     }
@@ -531,8 +543,7 @@
     if (!info) return;
     if (Number.isFinite(info.max_upload_size_bytes)) {
       maxUploadBytes = info.max_upload_size_bytes;
-      limitsHint.textContent =
-        'JPEG, PNG, WebP, GIF, BMP or TIFF, up to ' + P.formatBytes(maxUploadBytes) + ' each.';
+      limitsHint.textContent = 'JPEG, PNG, WebP, GIF, BMP or TIFF, up to ' + limitText() + ' each.';
     }
     if (Array.isArray(info.formats)) {
       for (const option of Array.from(formatInput.options)) {
