@@ -41,7 +41,10 @@ pub enum FrameError {
 const CHUNK: usize = 64 * 1024;
 
 /// Reads one frame body.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, limits: &FrameLimits) -> Result<Vec<u8>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limits: &FrameLimits,
+) -> Result<Vec<u8>, FrameError> {
     let mut header = [0u8; 4];
     let first = match tokio::time::timeout(limits.idle_timeout, r.read(&mut header)).await {
         Err(_) => return Err(FrameError::Idle),
@@ -86,7 +89,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, limits: &FrameLimits) -
 
 /// Writes one frame (length prefix and body) and flushes.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(body.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     w.write_all(&len.to_be_bytes()).await?;
     w.write_all(body).await?;
     w.flush().await
@@ -112,7 +116,10 @@ mod tests {
         assert_eq!(read_frame(&mut input, &l).await.unwrap(), b"abc");
         assert_eq!(read_frame(&mut input, &l).await.unwrap(), b"");
         assert_eq!(read_frame(&mut input, &l).await.unwrap(), b"z");
-        assert!(matches!(read_frame(&mut input, &l).await, Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut input, &l).await,
+            Err(FrameError::Closed)
+        ));
     }
 
     #[tokio::test]
@@ -120,13 +127,22 @@ mod tests {
         let mut input: &[u8] = b"\xff\xff\xff\xffrest";
         assert!(matches!(
             read_frame(&mut input, &limits(10)).await,
-            Err(FrameError::TooLarge { len: 0xffff_ffff, max: 10 })
+            Err(FrameError::TooLarge {
+                len: 0xffff_ffff,
+                max: 10
+            })
         ));
         // Nothing of the body was consumed.
         assert_eq!(input, b"rest");
         let mut input: &[u8] = b"\0\0\0\x05ab";
-        assert!(matches!(read_frame(&mut input, &limits(10)).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut input, &limits(10)).await,
+            Err(FrameError::Truncated)
+        ));
         let mut input: &[u8] = b"\0\0";
-        assert!(matches!(read_frame(&mut input, &limits(10)).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut input, &limits(10)).await,
+            Err(FrameError::Truncated)
+        ));
     }
 }

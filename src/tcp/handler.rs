@@ -46,7 +46,11 @@ fn format_of_name(name: &str) -> Option<InputFormat> {
     }
 }
 
-fn checked_name(filename: Option<String>, command: Command, settings: &TcpSettings) -> Result<String, String> {
+fn checked_name(
+    filename: Option<String>,
+    command: Command,
+    settings: &TcpSettings,
+) -> Result<String, String> {
     let name = filename.ok_or_else(|| format!("{} needs a FILENAME", command.as_str()))?;
     validate_name(&name, settings.max_name_len).map_err(|e| format!("invalid FILENAME: {e}"))?;
     Ok(name)
@@ -58,13 +62,19 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|_| "internal error while handling the request".to_owned())
 }
 
-async fn put(request: Request, store: &Arc<dyn FileStore>, settings: &TcpSettings) -> Result<Reply, String> {
+async fn put(
+    request: Request,
+    store: &Arc<dyn FileStore>,
+    settings: &TcpSettings,
+) -> Result<Reply, String> {
     let name = checked_name(request.filename, Command::Put, settings)?;
-    let expected =
-        format_of_name(&name).ok_or_else(|| "FILENAME must end in .jpg, .jpeg or .png".to_owned())?;
+    let expected = format_of_name(&name)
+        .ok_or_else(|| "FILENAME must end in .jpg, .jpeg or .png".to_owned())?;
     let data = match request.file_data {
         Some(d) if !d.is_empty() => Bytes::from(d),
-        _ => return Err("PUT needs FILE_DATA: the image bytes (it was missing or empty)".to_owned()),
+        _ => {
+            return Err("PUT needs FILE_DATA: the image bytes (it was missing or empty)".to_owned())
+        }
     };
     match InputFormat::sniff(&data) {
         None => return Err("FILE_DATA is not a JPEG or PNG image".to_owned()),
@@ -101,20 +111,30 @@ async fn put(request: Request, store: &Arc<dyn FileStore>, settings: &TcpSetting
         })
     })
     .await??;
-    Ok(Reply::ok(Command::Put, Details::Text(format!("stored {name} ({size} bytes)"))).with_file(Some(name), None))
+    Ok(Reply::ok(
+        Command::Put,
+        Details::Text(format!("stored {name} ({size} bytes)")),
+    )
+    .with_file(Some(name), None))
 }
 
-async fn get(request: Request, store: &Arc<dyn FileStore>, settings: &TcpSettings) -> Result<Reply, String> {
+async fn get(
+    request: Request,
+    store: &Arc<dyn FileStore>,
+    settings: &TcpSettings,
+) -> Result<Reply, String> {
     let name = checked_name(request.filename, Command::Get, settings)?;
     let store = Arc::clone(store);
     let lookup = name.clone();
-    let data = blocking(move || store.get(&lookup)).await?.map_err(|e| match e {
-        StorageError::Io { .. } => {
-            tracing::error!(error = %e, "reading a shared file failed");
-            "the file could not be read (server storage error)".to_owned()
-        }
-        other => other.to_string(),
-    })?;
+    let data = blocking(move || store.get(&lookup))
+        .await?
+        .map_err(|e| match e {
+            StorageError::Io { .. } => {
+                tracing::error!(error = %e, "reading a shared file failed");
+                "the file could not be read (server storage error)".to_owned()
+            }
+            other => other.to_string(),
+        })?;
     let details = Details::Text(format!("{} bytes", data.len()));
     Ok(Reply::ok(Command::Get, details).with_file(Some(name), Some(data)))
 }

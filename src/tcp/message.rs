@@ -117,7 +117,8 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, MessageError> {
             _ => return Err(MessageError::KeyNotText),
         }
     }
-    let command = text_field("COMMAND", fields.remove("COMMAND"))?.ok_or(MessageError::MissingCommand)?;
+    let command =
+        text_field("COMMAND", fields.remove("COMMAND"))?.ok_or(MessageError::MissingCommand)?;
     let command = match command.as_str() {
         "PUT" => Command::Put,
         "GET" => Command::Get,
@@ -210,7 +211,10 @@ impl Reply {
         map.insert(key("FILENAME"), text(&self.filename));
         map.insert(
             key("FILE_DATA"),
-            self.file_data.as_ref().map(|b| Value::Bytes(b.to_vec())).unwrap_or(Value::None),
+            self.file_data
+                .as_ref()
+                .map(|b| Value::Bytes(b.to_vec()))
+                .unwrap_or(Value::None),
         );
         serde_pickle::value_to_vec(&Value::Dict(map), SerOptions::new())
             .expect("a dict of text, bytes, lists and None always serialises")

@@ -58,10 +58,16 @@ pub enum ScanError {
     Truncated(usize),
     #[error("the pickle has no STOP opcode")]
     NoStop,
-    #[error("opcode {name} at byte {pos} would import or call code: requests are read as data only")]
+    #[error(
+        "opcode {name} at byte {pos} would import or call code: requests are read as data only"
+    )]
     Forbidden { name: &'static str, pos: usize },
     #[error("global {module}.{name} at byte {pos} is refused: requests are read as data only")]
-    Global { module: String, name: String, pos: usize },
+    Global {
+        module: String,
+        name: String,
+        pos: usize,
+    },
     #[error("unknown opcode 0x{op:02x} at byte {pos}")]
     Unknown { op: u8, pos: usize },
     #[error("malformed pickle at byte {pos}: {what}")]
@@ -136,10 +142,6 @@ impl<'a> Cursor<'a> {
     fn u8(&mut self) -> Result<u8, ScanError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<usize, ScanError> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]) as usize)
-    }
     fn u32(&mut self) -> Result<u32, ScanError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -160,7 +162,10 @@ impl<'a> Cursor<'a> {
     }
     fn line(&mut self) -> Result<&'a [u8], ScanError> {
         let rest = &self.buf[self.pos..];
-        let n = rest.iter().position(|&b| b == b'\n').ok_or(ScanError::Truncated(self.pos))?;
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(ScanError::Truncated(self.pos))?;
         let line = &rest[..n];
         self.pos += n + 1;
         Ok(line.strip_suffix(b"\r").unwrap_or(line))
@@ -188,7 +193,10 @@ struct Scanner<'a> {
 /// calls replaced by empty bytes literals.
 pub fn scan(pickle: &[u8], limits: ScanLimits) -> Result<Cow<'_, [u8]>, ScanError> {
     let mut s = Scanner {
-        cur: Cursor { buf: pickle, pos: 0 },
+        cur: Cursor {
+            buf: pickle,
+            pos: 0,
+        },
         limits,
         objs: Vec::new(),
         stack: Vec::new(),
@@ -239,14 +247,20 @@ impl Scanner<'_> {
         Err(ScanError::Malformed { pos, what })
     }
 
-    fn new_obj(&mut self, kind: Kind, payload: usize, children: Vec<u32>) -> Result<u32, ScanError> {
+    fn new_obj(
+        &mut self,
+        kind: Kind,
+        payload: usize,
+        children: Vec<u32>,
+    ) -> Result<u32, ScanError> {
         if matches!(kind, Kind::Container) {
             self.containers += 1;
             if self.containers > self.limits.max_containers {
                 return Err(ScanError::TooComplex("too many containers"));
             }
         }
-        let id = u32::try_from(self.objs.len()).map_err(|_| ScanError::TooComplex("too many values"))?;
+        let id =
+            u32::try_from(self.objs.len()).map_err(|_| ScanError::TooComplex("too many values"))?;
         self.objs.push(Obj {
             kind,
             payload: payload as u64,
@@ -371,7 +385,10 @@ impl Scanner<'_> {
         let args = self.pop_obj(pos)?;
         let callable = self.pop_obj(pos)?;
         let Kind::Ctor(ctor) = self.objs[callable as usize].kind else {
-            return Err(ScanError::Forbidden { name: "REDUCE", pos });
+            return Err(ScanError::Forbidden {
+                name: "REDUCE",
+                pos,
+            });
         };
         let argv = self.objs[args as usize].children.clone();
         if self.objs[args as usize].kind != Kind::Container {
@@ -388,7 +405,10 @@ impl Scanner<'_> {
             _ => false,
         };
         if !shape_ok {
-            return self.malformed(pos, "a data constructor called with arguments Python never writes");
+            return self.malformed(
+                pos,
+                "a data constructor called with arguments Python never writes",
+            );
         }
         self.charge_copy(args)?;
         if ctor == Ctor::Bytes {
@@ -402,7 +422,12 @@ impl Scanner<'_> {
 
     /// Nodes and payload bytes of `id` with every reference expanded;
     /// refuses cycles, leftover constructors, and sizes over the limits.
-    fn measure(&self, root: u32, node_budget: u64, payload_budget: u64) -> Result<(u64, u64), ScanError> {
+    fn measure(
+        &self,
+        root: u32,
+        node_budget: u64,
+        payload_budget: u64,
+    ) -> Result<(u64, u64), ScanError> {
         #[derive(Clone, Copy)]
         enum State {
             New,
@@ -442,7 +467,9 @@ impl Scanner<'_> {
                 }
             }
             if nodes > node_budget {
-                return Err(ScanError::TooComplex("too many values once memo references are expanded"));
+                return Err(ScanError::TooComplex(
+                    "too many values once memo references are expanded",
+                ));
             }
             if payload > payload_budget {
                 return Err(ScanError::TooComplex(
@@ -526,7 +553,8 @@ impl Scanner<'_> {
                     self.memoize(pos, key)?;
                 }
                 0x94 => {
-                    let key = u32::try_from(self.memo.len()).map_err(|_| ScanError::TooComplex("memo"))?;
+                    let key = u32::try_from(self.memo.len())
+                        .map_err(|_| ScanError::TooComplex("memo"))?;
                     self.memoize(pos, key)?;
                 }
                 b'g' => {
@@ -661,7 +689,8 @@ impl Scanner<'_> {
                 0x93 => {
                     let name = self.pop_obj(pos)?;
                     let module = self.pop_obj(pos)?;
-                    let (Some(module), Some(name)) = (self.text_of(module), self.text_of(name)) else {
+                    let (Some(module), Some(name)) = (self.text_of(module), self.text_of(name))
+                    else {
                         return Err(ScanError::Forbidden {
                             name: "STACK_GLOBAL",
                             pos,

@@ -67,7 +67,10 @@ pub async fn serve(
 
 async fn refuse_busy(stream: TcpStream, write_timeout: Duration) {
     let (_rd, mut wr) = stream.into_split();
-    let reply = Reply::error(None, "the server is busy: too many connections, try again later");
+    let reply = Reply::error(
+        None,
+        "the server is busy: too many connections, try again later",
+    );
     let _ = tokio::time::timeout(write_timeout, write_frame(&mut wr, &reply.encode())).await;
 }
 
@@ -105,14 +108,21 @@ async fn connection(
             }
             Err(e @ FrameError::TooLarge { .. }) => {
                 tracing::warn!(%peer, error = %e, "tcp: closing connection");
-                (Reply::error(None, format!("{e}; closing the connection")), true)
+                (
+                    Reply::error(None, format!("{e}; closing the connection")),
+                    true,
+                )
             }
             Err(e) => {
                 tracing::debug!(%peer, reason = %e, "tcp: connection ended");
                 break;
             }
         };
-        let written = tokio::time::timeout(settings.write_timeout(), write_frame(&mut wr, &reply.encode())).await;
+        let written = tokio::time::timeout(
+            settings.write_timeout(),
+            write_frame(&mut wr, &reply.encode()),
+        )
+        .await;
         if close || !matches!(written, Ok(Ok(()))) {
             break;
         }
