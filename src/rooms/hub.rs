@@ -32,14 +32,15 @@
 //! Delivery never waits: each member has a bounded queue
 //! (`HubLimits::member_queue` messages). A member whose queue is full is
 //! removed from the room at once (its queue closes, which ends its socket),
-//! so one slow or stuck client never stalls the others.
+//! so one slow or stuck client never stalls the others, and
+//! [`Outbound::kick_signal`] tells its socket to stop writing at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::extract::ws::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// A member's id, unique within one hub for the life of the process.
 pub type MemberId = u64;
@@ -97,6 +98,8 @@ struct Entry {
     name: String,
     role: Option<String>,
     queue: mpsc::Sender<Message>,
+    /// Signalled when the member is dropped as too slow.
+    kicked: Arc<Notify>,
 }
 
 /// A member's place in a room; leaving happens on drop.
@@ -133,6 +136,7 @@ impl From<Vec<Message>> for Batch {
 /// The receiving end of a member's queue, drained by its socket.
 pub struct Outbound {
     queue: mpsc::Receiver<Message>,
+    kicked: Arc<Notify>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,12 +184,14 @@ impl RoomHub {
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(limits.member_queue.max(1));
+        let kicked = Arc::new(Notify::new());
         members.insert(
             id,
             Entry {
                 name: name.to_owned(),
                 role: None,
                 queue: tx,
+                kicked: kicked.clone(),
             },
         );
         drop(members);
@@ -195,7 +201,7 @@ impl RoomHub {
                 hub: self.clone(),
                 handle,
             },
-            Outbound { queue: rx },
+            Outbound { queue: rx, kicked },
         ))
     }
 
@@ -351,6 +357,7 @@ impl Room {
             if entry.queue.capacity() < batch.0.len() {
                 tracing::warn!(room = %self.name, member = id, name = %entry.name,
                     "member's outbound queue is full; dropping it as too slow");
+                entry.kicked.notify_one();
                 dropped.push(*id);
                 continue;
             }
@@ -377,6 +384,21 @@ impl Outbound {
     /// The next queued message; `None` once the member has left the room.
     pub async fn recv(&mut self) -> Option<Message> {
         self.queue.recv().await
+    }
+
+    /// A signal that completes once the member has been dropped as too
+    /// slow: what is still queued should then be discarded, not written.
+    pub fn kick_signal(&self) -> KickSignal {
+        KickSignal(self.kicked.clone())
+    }
+}
+
+/// See [`Outbound::kick_signal`].
+pub struct KickSignal(Arc<Notify>);
+
+impl KickSignal {
+    pub async fn kicked(&self) {
+        self.0.notified().await
     }
 }
 

@@ -2,6 +2,7 @@
 //! plumbing and wire helpers, shared by the share-room (SPEC section 3),
 //! img2img (section 4) and chat protocols, and the routes that serve them.
 
+pub mod chat;
 pub mod hub;
 pub mod img2img;
 pub mod share;
@@ -17,7 +18,8 @@ use crate::config::Settings;
 use crate::jobs::WorkerPool;
 
 pub use hub::{
-    Batch, HubLimits, JoinError, MemberHandle, MemberId, MemberView, Membership, Outbound, RoomHub,
+    Batch, HubLimits, JoinError, KickSignal, MemberHandle, MemberId, MemberView, Membership,
+    Outbound, RoomHub,
 };
 pub use img2img::Img2ImgRooms;
 pub use share::ShareRooms;

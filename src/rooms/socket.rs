@@ -52,18 +52,26 @@ pub async fn serve(
     let (mut sink, mut stream) = socket.split();
     let mut send_task = tokio::spawn(async move {
         let mut outbound = outbound;
-        for msg in preface {
-            if sink.send(msg).await.is_err() {
-                return;
+        let kick = outbound.kick_signal();
+        let mut preface = preface.into_iter();
+        loop {
+            let next = match preface.next() {
+                Some(msg) => Some(msg),
+                None => tokio::select! {
+                    msg = outbound.recv() => msg,
+                    () = kick.kicked() => return,
+                },
+            };
+            let Some(msg) = next else { break };
+            // A client that stops reading blocks this write; once it has
+            // been dropped as too slow, give up on it.
+            tokio::select! {
+                sent = sink.send(msg) => if sent.is_err() { return },
+                () = kick.kicked() => return,
             }
         }
-        while let Some(msg) = outbound.recv().await {
-            if sink.send(msg).await.is_err() {
-                return;
-            }
-        }
-        // The member left or was dropped as too slow: close politely.
-        let _ = sink.close().await;
+        // The member left: close politely.
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     });
 
     let mut session = session;

@@ -314,7 +314,10 @@ mod tests {
                 })
             }
         );
-        let f = parse(r#"{"type":"request","id":7,"payloadType":"subscribe","payload":{"lastEventId":3}}"#).unwrap();
+        let f = parse(
+            r#"{"type":"request","id":7,"payloadType":"subscribe","payload":{"lastEventId":3}}"#,
+        )
+        .unwrap();
         assert_eq!(
             f,
             ClientFrame::Request {
@@ -326,8 +329,16 @@ mod tests {
 
     #[test]
     fn typing_is_a_client_event() {
-        let f = parse(r#"{"type":"event","timestamp":1,"eventType":"typing","payload":{"chatId":"u2"}}"#).unwrap();
-        assert_eq!(f, ClientFrame::Typing { chat_id: "u2".into() });
+        let f = parse(
+            r#"{"type":"event","timestamp":1,"eventType":"typing","payload":{"chatId":"u2"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Typing {
+                chat_id: "u2".into()
+            }
+        );
     }
 
     #[test]
@@ -339,11 +350,15 @@ mod tests {
             (json!("a"), "unknown_type")
         );
         assert_eq!(
-            parse_err(r#"{"type":"request","id":"b","payloadType":"new","payload":{"chatId":"u2"}}"#),
+            parse_err(
+                r#"{"type":"request","id":"b","payloadType":"new","payload":{"chatId":"u2"}}"#
+            ),
             (json!("b"), "invalid_request")
         );
         assert_eq!(
-            parse_err(r#"{"type":"request","id":"c","payloadType":"delete","payload":{"messageId":"x"}}"#),
+            parse_err(
+                r#"{"type":"request","id":"c","payloadType":"delete","payload":{"messageId":"x"}}"#
+            ),
             (json!("c"), "invalid_request")
         );
         assert_eq!(
@@ -354,7 +369,10 @@ mod tests {
             parse_err(r#"{"type":"request","payloadType":"read","payload":{"messageId":1}}"#),
             (Value::Null, "invalid_request")
         );
-        assert_eq!(parse_err(r#"{"type":"hello","id":"e"}"#), (json!("e"), "unknown_type"));
+        assert_eq!(
+            parse_err(r#"{"type":"hello","id":"e"}"#),
+            (json!("e"), "unknown_type")
+        );
         assert_eq!(
             parse_err(r#"{"type":"event","eventType":"new","payload":{}}"#).1,
             "unknown_type"

@@ -159,7 +159,10 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_md5_and_bad_base64_are_refused_by_name() {
         let images = images(1024);
-        let err = images.resolve("0123456789abcdef0123456789ABCDEF").await.unwrap_err();
+        let err = images
+            .resolve("0123456789abcdef0123456789ABCDEF")
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "unknown_image");
         let err = images.resolve("not base64 at all!").await.unwrap_err();
         assert_eq!(err.code(), "invalid_base64");
@@ -170,7 +173,10 @@ mod tests {
     #[tokio::test]
     async fn bytes_that_are_no_image_fail_in_the_pipeline() {
         let images = images(1024);
-        let err = images.resolve("data:image/png;base64,aGVsbG8=").await.unwrap_err();
+        let err = images
+            .resolve("data:image/png;base64,aGVsbG8=")
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "unsupported_format");
     }
 }

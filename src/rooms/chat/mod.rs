@@ -64,7 +64,11 @@ struct ChatState {
 /// The chat's routes: `GET /ws/chat?user=ID` and `GET /chat/images/{md5}`.
 /// Called inside a Tokio runtime, it also starts the retention sweep, which
 /// ends when the router is dropped.
-pub fn routes(pool: WorkerPool, settings: Arc<Settings>, uploads: Arc<dyn UploadedImages>) -> Router {
+pub fn routes(
+    pool: WorkerPool,
+    settings: Arc<Settings>,
+    uploads: Arc<dyn UploadedImages>,
+) -> Router {
     let chat = &settings.chat;
     let hub = RoomHub::new(HubLimits {
         max_members: chat.max_sockets_per_user.max(1),
@@ -91,10 +95,9 @@ struct UserParams {
 
 /// Who is connecting. Only `?user=` for now; signed tokens replace it here.
 fn user_of(params: &UserParams, settings: &Settings) -> Result<UserId, ChatError> {
-    let user = params
-        .user
-        .as_deref()
-        .ok_or_else(|| ChatError::InvalidRequest("the user query parameter is required: /ws/chat?user=ID".into()))?;
+    let user = params.user.as_deref().ok_or_else(|| {
+        ChatError::InvalidRequest("the user query parameter is required: /ws/chat?user=ID".into())
+    })?;
     envelope::validate_user_id(user, settings.chat.max_user_id_len, "user")?;
     Ok(user.to_owned())
 }

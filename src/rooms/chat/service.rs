@@ -101,7 +101,8 @@ impl ChatService {
             image: None,
         };
         let frame = envelope::transient_event(EventType::Typing, &payload);
-        self.hub.send_to_room(chat_id, is_live, Message::text(frame));
+        self.hub
+            .send_to_room(chat_id, is_live, Message::text(frame));
         Ok(())
     }
 
@@ -112,8 +113,13 @@ impl ChatService {
         match request {
             Request::New(new) => self.new_message(me, user, id, new).await,
             Request::Subscribe { last_event_id } => self.subscribe(me, user, id, last_event_id),
-            Request::Edit { message_id, message } => self.apply(me, id, |store, now| {
-                store.edit(user, message_id, message, now).map(ack(message_id))
+            Request::Edit {
+                message_id,
+                message,
+            } => self.apply(me, id, |store, now| {
+                store
+                    .edit(user, message_id, message, now)
+                    .map(ack(message_id))
             }),
             Request::Delete { message_id } => self.apply(me, id, |store, now| {
                 store.delete(user, message_id, now).map(ack(message_id))
@@ -160,7 +166,8 @@ impl ChatService {
         };
         self.apply(me, id, |store, now| {
             let image = image?;
-            let (message_id, out) = store.new_message(user, &new.chat_id, new.message, image, now)?;
+            let (message_id, out) =
+                store.new_message(user, &new.chat_id, new.message, image, now)?;
             Ok((json!({ "messageId": message_id }), out))
         });
     }
@@ -171,8 +178,11 @@ impl ChatService {
             Ok((payload, deliveries)) => {
                 me.send_self(Message::text(envelope::response(id, payload)));
                 for d in deliveries {
-                    self.hub
-                        .send_to_room(&d.user, is_live, Message::text(envelope::event(&d.event)));
+                    self.hub.send_to_room(
+                        &d.user,
+                        is_live,
+                        Message::text(envelope::event(&d.event)),
+                    );
                 }
             }
             Err(error) => {
@@ -201,7 +211,12 @@ impl ChatService {
         }
         let mut batch = Vec::with_capacity(replay.events.len() + 1);
         batch.push(Message::text(envelope::response(id, payload)));
-        batch.extend(replay.events.iter().map(|e| Message::text(envelope::event(e))));
+        batch.extend(
+            replay
+                .events
+                .iter()
+                .map(|e| Message::text(envelope::event(e))),
+        );
         me.send_self(batch);
         me.set_role(LIVE);
     }

@@ -25,7 +25,13 @@ pub async fn run(socket: WebSocket, service: Arc<ChatService>, user: UserId, max
         Err(e) => {
             let error = ChatError::TooManySockets(e.to_string());
             let frame = envelope::error_response(&Value::Null, &error);
-            refuse(socket, Message::text(frame), CLOSE_TRY_AGAIN, "too many sockets").await;
+            refuse(
+                socket,
+                Message::text(frame),
+                CLOSE_TRY_AGAIN,
+                "too many sockets",
+            )
+            .await;
             return;
         }
     };
@@ -33,7 +39,13 @@ pub async fn run(socket: WebSocket, service: Arc<ChatService>, user: UserId, max
     if let Err(error) = service.connect(&user) {
         drop(membership);
         let frame = envelope::error_response(&Value::Null, &error);
-        refuse(socket, Message::text(frame), CLOSE_TRY_AGAIN, "chat is full").await;
+        refuse(
+            socket,
+            Message::text(frame),
+            CLOSE_TRY_AGAIN,
+            "chat is full",
+        )
+        .await;
         return;
     }
     let session = ChatSession::start(service, user, membership, max_pending);
@@ -54,7 +66,12 @@ struct ChatSession {
 }
 
 impl ChatSession {
-    fn start(service: Arc<ChatService>, user: UserId, membership: Membership, max_pending: usize) -> Self {
+    fn start(
+        service: Arc<ChatService>,
+        user: UserId,
+        membership: Membership,
+        max_pending: usize,
+    ) -> Self {
         let (pending, mut queue) = mpsc::channel::<Pending>(max_pending.max(1));
         let handle = membership.handle();
         let worker = {
@@ -94,7 +111,10 @@ async fn carry_out(service: &ChatService, me: &MemberHandle, user: &str, frame: 
         Ok(ClientFrame::Request { id, request }) => service.handle(me, user, &id, request).await,
         Ok(ClientFrame::Typing { chat_id }) => {
             if let Err(error) = service.typing(user, &chat_id) {
-                me.send_self(Message::text(envelope::error_response(&Value::Null, &error)));
+                me.send_self(Message::text(envelope::error_response(
+                    &Value::Null,
+                    &error,
+                )));
             }
         }
         Err(BadFrame { id, error }) => {
@@ -118,7 +138,10 @@ impl Session for ChatSession {
     fn on_too_large(&mut self) {
         let error = ChatError::FrameTooLarge;
         self.handle
-            .send_self(Message::text(envelope::error_response(&Value::Null, &error)));
+            .send_self(Message::text(envelope::error_response(
+                &Value::Null,
+                &error,
+            )));
     }
 }
 

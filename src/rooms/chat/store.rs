@@ -219,7 +219,12 @@ impl ChatStore {
     }
 
     /// The user's events after `last_event_id`.
-    pub fn replay(&mut self, user: &str, last_event_id: u64, now: Now) -> Result<Replay, ChatError> {
+    pub fn replay(
+        &mut self,
+        user: &str,
+        last_event_id: u64,
+        now: Now,
+    ) -> Result<Replay, ChatError> {
         let retention = self.limits.retention;
         let log = self.user_mut(user)?;
         prune_events(log, now.at, retention);
@@ -309,7 +314,9 @@ impl ChatStore {
         self.check_text(&text)?;
         let m = self.message_mut(message_id, now.at)?;
         if m.from != user {
-            return Err(ChatError::Forbidden("only the author of a message may edit it"));
+            return Err(ChatError::Forbidden(
+                "only the author of a message may edit it",
+            ));
         }
         if text.is_empty() && m.image.is_none() {
             return Err(ChatError::InvalidRequest(
@@ -333,10 +340,17 @@ impl ChatStore {
     }
 
     /// Deletes a message; only its author may.
-    pub fn delete(&mut self, user: &str, message_id: u64, now: Now) -> Result<Vec<Delivery>, ChatError> {
+    pub fn delete(
+        &mut self,
+        user: &str,
+        message_id: u64,
+        now: Now,
+    ) -> Result<Vec<Delivery>, ChatError> {
         let m = self.message_mut(message_id, now.at)?;
         if m.from != user {
-            return Err(ChatError::Forbidden("only the author of a message may delete it"));
+            return Err(ChatError::Forbidden(
+                "only the author of a message may delete it",
+            ));
         }
         let to = m.to.clone();
         self.remove_message(message_id);
@@ -378,15 +392,16 @@ impl ChatStore {
     }
 
     /// A page of the chat between `user` and `query.chat_id`, oldest first.
-    pub fn history(&mut self, user: &str, query: &HistoryQuery, now: Now) -> Result<HistoryPage, ChatError> {
+    pub fn history(
+        &mut self,
+        user: &str,
+        query: &HistoryQuery,
+        now: Now,
+    ) -> Result<HistoryPage, ChatError> {
         self.check_chat_id(user, &query.chat_id)?;
         let limit = match query.limit {
             None => self.limits.default_history_limit,
-            Some(0) => {
-                return Err(ChatError::InvalidRequest(
-                    "limit must be at least 1".into(),
-                ))
-            }
+            Some(0) => return Err(ChatError::InvalidRequest("limit must be at least 1".into())),
             Some(n) => n.min(self.limits.max_history_limit),
         };
         self.prune_messages(now.at);
@@ -480,12 +495,21 @@ impl ChatStore {
 
     fn message_mut(&mut self, id: u64, now: Instant) -> Result<&mut Message, ChatError> {
         self.prune_messages(now);
-        self.messages.get_mut(&id).ok_or(ChatError::UnknownMessage(id))
+        self.messages
+            .get_mut(&id)
+            .ok_or(ChatError::UnknownMessage(id))
     }
 
     /// The same event to both users of a chat: `actor` did it, `other` is
     /// the other party. The other party's copy comes first.
-    fn both(&mut self, kind: EventType, message_id: u64, actor: &str, other: &str, now: Now) -> Vec<Delivery> {
+    fn both(
+        &mut self,
+        kind: EventType,
+        message_id: u64,
+        actor: &str,
+        other: &str,
+        now: Now,
+    ) -> Vec<Delivery> {
         let payload = |chat_id: &str| EventPayload {
             message_id: Some(message_id),
             chat_id: chat_id.to_owned(),
@@ -500,7 +524,13 @@ impl ChatStore {
     }
 
     /// Appends to a user's log (the user exists: every caller made sure).
-    fn push_event(&mut self, user: &str, kind: EventType, payload: EventPayload, now: Now) -> Delivery {
+    fn push_event(
+        &mut self,
+        user: &str,
+        kind: EventType,
+        payload: EventPayload,
+        now: Now,
+    ) -> Delivery {
         let retention = self.limits.retention;
         let max = self.limits.max_events_per_user;
         let log = self.users.entry(user.to_owned()).or_default();
@@ -607,14 +637,24 @@ mod tests {
     fn a_new_message_numbers_an_event_for_each_user_of_the_chat() {
         let mut s = ChatStore::new(limits());
         let t = Instant::now();
-        let (m1, out) = s.new_message("a", "b", "hi".into(), None, at(t, 0)).unwrap();
-        assert_eq!(ids(&out), [("b", 1, EventType::New), ("a", 1, EventType::New)]);
+        let (m1, out) = s
+            .new_message("a", "b", "hi".into(), None, at(t, 0))
+            .unwrap();
+        assert_eq!(
+            ids(&out),
+            [("b", 1, EventType::New), ("a", 1, EventType::New)]
+        );
         assert_eq!(out[0].event.payload.chat_id, "a", "b sees the chat as a");
         assert_eq!(out[1].event.payload.chat_id, "b", "a sees the chat as b");
         assert_eq!(out[0].event.payload.from.as_deref(), Some("a"));
-        let (m2, out) = s.new_message("b", "a", "yo".into(), None, at(t, 1)).unwrap();
+        let (m2, out) = s
+            .new_message("b", "a", "yo".into(), None, at(t, 1))
+            .unwrap();
         assert!(m2 > m1);
-        assert_eq!(ids(&out), [("a", 2, EventType::New), ("b", 2, EventType::New)]);
+        assert_eq!(
+            ids(&out),
+            [("a", 2, EventType::New), ("b", 2, EventType::New)]
+        );
         assert_eq!(s.contacts("a"), ["b"]);
     }
 
@@ -622,23 +662,54 @@ mod tests {
     fn only_the_author_edits_or_deletes_and_only_the_recipient_marks() {
         let mut s = ChatStore::new(limits());
         let t = Instant::now();
-        let (m, _) = s.new_message("a", "b", "hi".into(), None, at(t, 0)).unwrap();
+        let (m, _) = s
+            .new_message("a", "b", "hi".into(), None, at(t, 0))
+            .unwrap();
         let code = |r: Result<Vec<Delivery>, ChatError>| r.unwrap_err().code();
         assert_eq!(code(s.edit("b", m, "x".into(), at(t, 1))), "forbidden");
         assert_eq!(code(s.delete("b", m, at(t, 1))), "forbidden");
-        assert_eq!(code(s.receipt("a", m, Receipt::Read, at(t, 1))), "forbidden");
-        assert_eq!(code(s.receipt("c", m, Receipt::Delivered, at(t, 1))), "forbidden");
-        assert_eq!(code(s.edit("a", 999, "x".into(), at(t, 1))), "unknown_message");
+        assert_eq!(
+            code(s.receipt("a", m, Receipt::Read, at(t, 1))),
+            "forbidden"
+        );
+        assert_eq!(
+            code(s.receipt("c", m, Receipt::Delivered, at(t, 1))),
+            "forbidden"
+        );
+        assert_eq!(
+            code(s.edit("a", 999, "x".into(), at(t, 1))),
+            "unknown_message"
+        );
 
         let out = s.receipt("b", m, Receipt::Delivered, at(t, 1)).unwrap();
-        assert_eq!(ids(&out), [("a", 2, EventType::Delivered), ("b", 2, EventType::Delivered)]);
-        assert!(s.receipt("b", m, Receipt::Delivered, at(t, 2)).unwrap().is_empty(), "no change, no event");
+        assert_eq!(
+            ids(&out),
+            [
+                ("a", 2, EventType::Delivered),
+                ("b", 2, EventType::Delivered)
+            ]
+        );
+        assert!(
+            s.receipt("b", m, Receipt::Delivered, at(t, 2))
+                .unwrap()
+                .is_empty(),
+            "no change, no event"
+        );
         let out = s.edit("a", m, "hello".into(), at(t, 3)).unwrap();
         assert_eq!(out[0].event.payload.message.as_deref(), Some("hello"));
         let out = s.delete("a", m, at(t, 4)).unwrap();
-        assert_eq!(ids(&out), [("b", 4, EventType::Delete), ("a", 4, EventType::Delete)]);
-        assert_eq!(code(s.receipt("b", m, Receipt::Read, at(t, 5))), "unknown_message");
-        assert!(s.contacts("a").is_empty(), "an emptied chat unlinks its users");
+        assert_eq!(
+            ids(&out),
+            [("b", 4, EventType::Delete), ("a", 4, EventType::Delete)]
+        );
+        assert_eq!(
+            code(s.receipt("b", m, Receipt::Read, at(t, 5))),
+            "unknown_message"
+        );
+        assert!(
+            s.contacts("a").is_empty(),
+            "an emptied chat unlinks its users"
+        );
     }
 
     #[test]
@@ -648,7 +719,8 @@ mod tests {
         let mut s = ChatStore::new(l);
         let t = Instant::now();
         for i in 0..5 {
-            s.new_message("a", "b", format!("m{i}"), None, at(t, i)).unwrap();
+            s.new_message("a", "b", format!("m{i}"), None, at(t, i))
+                .unwrap();
         }
         let r = s.replay("b", 3, at(t, 5)).unwrap();
         assert_eq!(r.last_event_id, 5);
@@ -657,7 +729,10 @@ mod tests {
         let r = s.replay("b", 1, at(t, 5)).unwrap();
         assert_eq!(r.events.iter().map(|e| e.id).collect::<Vec<_>>(), [3, 4, 5]);
         assert!(r.truncated, "event 2 was dropped by the count bound");
-        assert!(s.replay("b", 9, at(t, 5)).unwrap().truncated, "an id from the future");
+        assert!(
+            s.replay("b", 9, at(t, 5)).unwrap().truncated,
+            "an id from the future"
+        );
         let r = s.replay("b", 5, at(t, 5)).unwrap();
         assert!(r.events.is_empty() && !r.truncated);
     }
@@ -668,8 +743,12 @@ mod tests {
         l.retention = Duration::from_secs(60);
         let mut s = ChatStore::new(l);
         let t = Instant::now();
-        let (old, _) = s.new_message("a", "b", "old".into(), None, at(t, 0)).unwrap();
-        let (new, _) = s.new_message("a", "b", "new".into(), None, at(t, 50)).unwrap();
+        let (old, _) = s
+            .new_message("a", "b", "old".into(), None, at(t, 0))
+            .unwrap();
+        let (new, _) = s
+            .new_message("a", "b", "new".into(), None, at(t, 50))
+            .unwrap();
         let r = s.replay("b", 0, at(t, 100)).unwrap();
         assert_eq!(r.events.iter().map(|e| e.id).collect::<Vec<_>>(), [2]);
         assert!(r.truncated);
@@ -679,7 +758,13 @@ mod tests {
             limit: None,
         };
         let page = s.history("b", &q, at(t, 100)).unwrap();
-        assert_eq!(page.messages.iter().map(|m| m.message_id).collect::<Vec<_>>(), [new]);
+        assert_eq!(
+            page.messages
+                .iter()
+                .map(|m| m.message_id)
+                .collect::<Vec<_>>(),
+            [new]
+        );
         assert_eq!(
             s.delete("a", old, at(t, 100)).unwrap_err().code(),
             "unknown_message"
@@ -697,20 +782,31 @@ mod tests {
         let mut s = ChatStore::new(l);
         let t = Instant::now();
         for i in 0..4 {
-            s.new_message("a", "b", format!("{i}"), None, at(t, i)).unwrap();
+            s.new_message("a", "b", format!("{i}"), None, at(t, i))
+                .unwrap();
         }
         let q = |c: &str| HistoryQuery {
             chat_id: c.into(),
             before: None,
             limit: None,
         };
-        let texts = |p: HistoryPage| p.messages.iter().map(|m| m.message.to_string()).collect::<Vec<_>>();
-        assert_eq!(texts(s.history("a", &q("b"), at(t, 5)).unwrap()), ["2", "3"]);
+        let texts = |p: HistoryPage| {
+            p.messages
+                .iter()
+                .map(|m| m.message.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            texts(s.history("a", &q("b"), at(t, 5)).unwrap()),
+            ["2", "3"]
+        );
         s.new_message("a", "c", "x".into(), None, at(t, 6)).unwrap();
         s.new_message("a", "c", "y".into(), None, at(t, 7)).unwrap();
         assert_eq!(s.message_count(), 3);
         assert_eq!(texts(s.history("a", &q("b"), at(t, 8)).unwrap()), ["3"]);
-        let err = s.new_message("a", "d", "z".into(), None, at(t, 9)).unwrap_err();
+        let err = s
+            .new_message("a", "d", "z".into(), None, at(t, 9))
+            .unwrap_err();
         assert_eq!(err.code(), "too_many_users");
     }
 
@@ -719,7 +815,11 @@ mod tests {
         let mut s = ChatStore::new(limits());
         let t = Instant::now();
         let ids: Vec<u64> = (0..5)
-            .map(|i| s.new_message("a", "b", format!("{i}"), None, at(t, i)).unwrap().0)
+            .map(|i| {
+                s.new_message("a", "b", format!("{i}"), None, at(t, i))
+                    .unwrap()
+                    .0
+            })
             .collect();
         let q = HistoryQuery {
             chat_id: "b".into(),
@@ -727,7 +827,13 @@ mod tests {
             limit: Some(2),
         };
         let page = s.history("a", &q, at(t, 9)).unwrap();
-        assert_eq!(page.messages.iter().map(|m| m.message_id).collect::<Vec<_>>(), ids[3..]);
+        assert_eq!(
+            page.messages
+                .iter()
+                .map(|m| m.message_id)
+                .collect::<Vec<_>>(),
+            ids[3..]
+        );
         assert!(page.has_more);
         let q = HistoryQuery {
             before: Some(ids[3]),
@@ -735,10 +841,22 @@ mod tests {
             ..q
         };
         let page = s.history("a", &q, at(t, 9)).unwrap();
-        assert_eq!(page.messages.iter().map(|m| m.message_id).collect::<Vec<_>>(), ids[..3]);
+        assert_eq!(
+            page.messages
+                .iter()
+                .map(|m| m.message_id)
+                .collect::<Vec<_>>(),
+            ids[..3]
+        );
         assert!(!page.has_more);
-        let q = HistoryQuery { limit: Some(0), ..q };
-        assert_eq!(s.history("a", &q, at(t, 9)).unwrap_err().code(), "invalid_request");
+        let q = HistoryQuery {
+            limit: Some(0),
+            ..q
+        };
+        assert_eq!(
+            s.history("a", &q, at(t, 9)).unwrap_err().code(),
+            "invalid_request"
+        );
     }
 
     #[test]
@@ -748,10 +866,22 @@ mod tests {
         let mut s = ChatStore::new(l);
         let t = at(Instant::now(), 0);
         let code = |r: Result<(u64, Vec<Delivery>), ChatError>| r.unwrap_err().code();
-        assert_eq!(code(s.new_message("a", "b", "12345".into(), None, t)), "message_too_long");
-        assert_eq!(code(s.new_message("a", "a", "hi".into(), None, t)), "invalid_request");
-        assert_eq!(code(s.new_message("a", "", "hi".into(), None, t)), "invalid_request");
-        assert_eq!(code(s.new_message("a", "b", "".into(), None, t)), "invalid_request");
+        assert_eq!(
+            code(s.new_message("a", "b", "12345".into(), None, t)),
+            "message_too_long"
+        );
+        assert_eq!(
+            code(s.new_message("a", "a", "hi".into(), None, t)),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(s.new_message("a", "", "hi".into(), None, t)),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(s.new_message("a", "b", "".into(), None, t)),
+            "invalid_request"
+        );
     }
 
     #[test]
