@@ -183,10 +183,6 @@ impl ChatStore {
         }
     }
 
-    pub fn limits(&self) -> &StoreLimits {
-        &self.limits
-    }
-
     /// A socket of `user` opened. True when it is the user's first (the
     /// user comes online).
     pub fn connect(&mut self, user: &str) -> Result<bool, ChatError> {

@@ -1,0 +1,778 @@
+//! The chat protocol (`GET /ws/chat?user=ID`) as real WebSocket clients see
+//! it, against the chat routes served in-process.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use md5::{Digest, Md5};
+use pixpress::config::Settings;
+use pixpress::jobs::WorkerPool;
+use pixpress::rooms::chat::{routes, ImageRef, UploadedImages};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Upper bound for any single frame to arrive; hitting it fails the test.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Uploads known by md5, as the HTTP job store would answer.
+#[derive(Default)]
+struct Uploads(HashMap<String, ImageRef>);
+
+impl UploadedImages for Uploads {
+    fn find(&self, md5: &str) -> Option<ImageRef> {
+        self.0.get(md5).cloned()
+    }
+}
+
+async fn serve_with(settings: Settings, uploads: Uploads) -> SocketAddr {
+    let pool = WorkerPool::new(2, 8, Duration::from_secs(60));
+    let app = routes(pool, Arc::new(settings), Arc::new(uploads));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn serve() -> SocketAddr {
+    serve_with(Settings::default(), Uploads::default()).await
+}
+
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, user: &str) -> Self {
+        let url = format!("ws://{addr}/ws/chat?user={user}");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connects");
+        Self { ws, next_id: 0 }
+    }
+
+    /// Connects and subscribes from `last`; returns the subscribe answer.
+    async fn subscribed(addr: SocketAddr, user: &str, last: u64) -> (Self, Value) {
+        let mut c = Self::connect(addr, user).await;
+        let answer = c.call("subscribe", json!({ "lastEventId": last })).await;
+        (c, answer)
+    }
+
+    async fn send_text(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// Sends a request; returns its id.
+    async fn send(&mut self, payload_type: &str, payload: Value) -> String {
+        self.next_id += 1;
+        let id = format!("req{:03}", self.next_id);
+        let frame = json!({"type":"request","timestamp":1_700_000_000,"id":id,
+            "payloadType":payload_type,"payload":payload});
+        self.send_text(frame.to_string()).await;
+        id
+    }
+
+    /// The next frame, as JSON.
+    async fn next(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the time limit")
+                .expect("the socket is open")
+                .expect("a readable frame");
+            match msg {
+                Message::Text(t) => {
+                    return serde_json::from_str(&t).expect("server frames are JSON")
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must be the response to `id`; its payload.
+    async fn response(&mut self, id: &str) -> Value {
+        let frame = self.next().await;
+        assert_eq!(frame["type"], "response", "{frame}");
+        assert_eq!(frame["id"], id, "{frame}");
+        assert!(frame["timestamp"].is_u64(), "{frame}");
+        frame["payload"].clone()
+    }
+
+    /// Sends a request and returns its response payload (the next frame).
+    async fn call(&mut self, payload_type: &str, payload: Value) -> Value {
+        let id = self.send(payload_type, payload).await;
+        self.response(&id).await
+    }
+
+    /// A call that must fail with `code`.
+    async fn call_err(&mut self, payload_type: &str, payload: Value, code: &str) {
+        let answer = self.call(payload_type, payload).await;
+        assert_eq!(answer["error"], code, "{answer}");
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+    }
+
+    /// Sends a text message to `to`; returns its message id.
+    async fn say(&mut self, to: &str, text: &str) -> u64 {
+        let answer = self
+            .call("new", json!({"chatId": to, "message": text}))
+            .await;
+        answer["messageId"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a message id: {answer}"))
+    }
+
+    /// The next frame, which must be an event of `kind`.
+    async fn event(&mut self, kind: &str) -> Value {
+        let frame = self.next().await;
+        assert_eq!(frame["type"], "event", "{frame}");
+        assert_eq!(frame["eventType"], kind, "{frame}");
+        frame
+    }
+
+    async fn typing(&mut self, chat_id: &str) {
+        let frame =
+            json!({"type":"event","timestamp":1,"eventType":"typing","payload":{"chatId":chat_id}});
+        self.send_text(frame.to_string()).await;
+    }
+
+    /// Proves nothing else is queued for this socket ahead of a fresh
+    /// response: everything produced before it was queued before it.
+    async fn nothing_pending(&mut self) {
+        let id = self
+            .send("history", json!({"chatId": "nobody", "limit": 1}))
+            .await;
+        let frame = self.next().await;
+        assert_eq!(
+            frame["id"], id,
+            "expected nothing before the probe's response, got {frame}"
+        );
+    }
+
+    async fn close(mut self) {
+        self.ws.close(None).await.unwrap();
+        // Drain until the server's close, so the server has seen ours.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.ws.next()).await {}
+    }
+}
+
+fn event_id(frame: &Value) -> u64 {
+    frame["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("an event id: {frame}"))
+}
+
+#[tokio::test]
+async fn the_protocol_sequence_replays_eight_missed_events_then_goes_live() {
+    let addr = serve().await;
+    let (mut u1, _) = Client::subscribed(addr, "user1", 0).await;
+    let (mut u2, answer) = Client::subscribed(addr, "user2", 0).await;
+    assert_eq!(answer, json!({"lastEventId": 0, "count": 0}));
+
+    // Event 1 reaches user2 live.
+    let first = u1.say("user2", "hello").await;
+    let own = u1.event("new").await;
+    assert_eq!(
+        own["payload"]["chatId"], "user2",
+        "user1 sees the chat as user2"
+    );
+    let e = u2.event("new").await;
+    assert_eq!(event_id(&e), 1);
+    assert_eq!(
+        e["payload"],
+        json!({"messageId": first, "chatId": "user1", "from": "user1", "message": "hello"})
+    );
+
+    // user2 goes away; user1, a contact, is told.
+    u2.close().await;
+    let off = u1.event("offline").await;
+    assert!(
+        off.get("id").is_none(),
+        "presence events carry no id: {off}"
+    );
+    assert_eq!(off["payload"]["chatId"], "user2");
+
+    // Eight state changes while user2 is offline: six messages, an edit, a delete.
+    let mut ids = vec![first];
+    for i in 2..=7 {
+        ids.push(u1.say("user2", &format!("message {i}")).await);
+        u1.event("new").await;
+    }
+    let answer = u1
+        .call("edit", json!({"messageId": ids[1], "message": "edited"}))
+        .await;
+    assert_eq!(answer, json!({"messageId": ids[1]}));
+    u1.event("edit").await;
+    u1.call("delete", json!({"messageId": ids[2]})).await;
+    u1.event("delete").await;
+
+    // user2 comes back from event 1: 8 missed events, in order, then live.
+    let mut u2 = Client::connect(addr, "user2").await;
+    let on = u1.event("online").await;
+    assert_eq!(on["payload"]["chatId"], "user2");
+    assert_eq!(
+        u2.call("subscribe", json!({"lastEventId": 1})).await,
+        json!({"lastEventId": 9, "count": 8})
+    );
+    let mut kinds = Vec::new();
+    for want in 2..=9 {
+        let e = u2.next().await;
+        assert_eq!(e["type"], "event");
+        assert_eq!(event_id(&e), want);
+        assert_eq!(e["payload"]["chatId"], "user1");
+        assert_eq!(e["payload"]["from"], "user1");
+        kinds.push(e["eventType"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        kinds,
+        ["new", "new", "new", "new", "new", "new", "edit", "delete"]
+    );
+    u2.nothing_pending().await;
+
+    // typing: passed on, no id.
+    u2.typing("user1").await;
+    let t = u1.event("typing").await;
+    assert!(t.get("id").is_none(), "{t}");
+    assert_eq!(t["payload"], json!({"chatId": "user2", "from": "user2"}));
+
+    // new from user2.
+    let back = u2.say("user1", "hi back").await;
+    assert_eq!(event_id(&u2.event("new").await), 10, "user2's own copy");
+    let e = u1.event("new").await;
+    assert_eq!(e["payload"]["messageId"], back);
+    assert_eq!(e["payload"]["chatId"], "user2");
+
+    // delivered and read, by the recipient, reach the author.
+    for (kind, id) in [("delivered", 11), ("read", 12)] {
+        assert_eq!(
+            u2.call(kind, json!({"messageId": first})).await,
+            json!({"messageId": first})
+        );
+        assert_eq!(event_id(&u2.event(kind).await), id);
+        let e = u1.event(kind).await;
+        assert_eq!(
+            e["payload"],
+            json!({"messageId": first, "chatId": "user2", "from": "user2"})
+        );
+    }
+
+    // delete, by the author, reaches the recipient.
+    u1.call("delete", json!({"messageId": ids[3]})).await;
+    u1.event("delete").await;
+    let e = u2.event("delete").await;
+    assert_eq!(event_id(&e), 13);
+    assert_eq!(
+        e["payload"],
+        json!({"messageId": ids[3], "chatId": "user1", "from": "user1"})
+    );
+
+    // history shows what is left, oldest first.
+    let page = u2.call("history", json!({"chatId": "user1"})).await;
+    let listed: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["messageId"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, [first, ids[1], ids[4], ids[5], ids[6], back]);
+    assert_eq!(page["hasMore"], false);
+    let m0 = &page["messages"][0];
+    assert_eq!(
+        (&m0["delivered"], &m0["read"], &m0["from"]),
+        (&json!(true), &json!(true), &json!("user1"))
+    );
+    assert_eq!(
+        (
+            &page["messages"][1]["message"],
+            &page["messages"][1]["edited"]
+        ),
+        (&json!("edited"), &json!(true))
+    );
+    u1.nothing_pending().await;
+    u2.nothing_pending().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_resumes_with_each_event_exactly_once() {
+    let addr = serve().await;
+    let (mut a, _) = Client::subscribed(addr, "alice", 0).await;
+    let (mut b, _) = Client::subscribed(addr, "bob", 0).await;
+    for i in 0..3 {
+        a.say("bob", &format!("{i}")).await;
+        a.event("new").await;
+    }
+    let mut last = 0;
+    for want in 1..=3 {
+        last = event_id(&b.event("new").await);
+        assert_eq!(last, want);
+    }
+    b.close().await;
+    a.event("offline").await;
+    for i in 3..5 {
+        a.say("bob", &format!("{i}")).await;
+        a.event("new").await;
+    }
+
+    let mut b = Client::connect(addr, "bob").await;
+    a.event("online").await;
+    let answer = b.call("subscribe", json!({"lastEventId": last})).await;
+    assert_eq!(answer, json!({"lastEventId": 5, "count": 2}));
+    let texts =
+        [b.event("new").await, b.event("new").await].map(|e| e["payload"]["message"].clone());
+    assert_eq!(texts, [json!("3"), json!("4")]);
+    a.say("bob", "5").await;
+    let live = b.event("new").await;
+    assert_eq!(
+        (event_id(&live), &live["payload"]["message"]),
+        (6, &json!("5"))
+    );
+    b.nothing_pending().await;
+
+    // An id the server does not know (say, from before a restart) is flagged.
+    let answer = b.call("subscribe", json!({"lastEventId": 99})).await;
+    assert_eq!(
+        answer,
+        json!({"lastEventId": 6, "count": 0, "truncated": true})
+    );
+}
+
+#[tokio::test]
+async fn events_arriving_during_a_replay_follow_it_without_gap_or_duplicate() {
+    const SENT: u64 = 300;
+    let addr = serve().await;
+    let mut a = Client::connect(addr, "alice").await;
+    a.say("bob", "0").await; // bob now has event 1 waiting
+    let sender = tokio::spawn(async move {
+        for i in 1..SENT {
+            a.say("bob", &i.to_string()).await;
+        }
+        a
+    });
+    // Subscribe while alice is still sending.
+    let (mut b, answer) = Client::subscribed(addr, "bob", 0).await;
+    let replayed = answer["count"].as_u64().unwrap();
+    assert_eq!(
+        answer["lastEventId"].as_u64().unwrap(),
+        replayed,
+        "a replay from 0 holds every event"
+    );
+    let mut seen = Vec::new();
+    while seen.len() < SENT as usize {
+        let e = b.event("new").await;
+        seen.push((
+            event_id(&e),
+            e["payload"]["message"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        ));
+    }
+    let want: Vec<(u64, u64)> = (1..=SENT).map(|i| (i, i - 1)).collect();
+    assert_eq!(
+        seen, want,
+        "ids 1..=N in order, each message once, in the order sent"
+    );
+    sender.await.unwrap();
+    b.nothing_pending().await;
+}
+
+#[tokio::test]
+async fn two_concurrent_senders_give_every_socket_of_the_recipient_the_same_gapless_sequence() {
+    const EACH: u64 = 100;
+    let addr = serve().await;
+    let (mut b1, _) = Client::subscribed(addr, "bob", 0).await;
+    let (mut b2, _) = Client::subscribed(addr, "bob", 0).await;
+    let senders: Vec<_> = ["alice", "carol"]
+        .into_iter()
+        .map(|name| {
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr, name).await;
+                let mut ids = Vec::new();
+                for i in 0..EACH {
+                    ids.push(c.say("bob", &format!("{name} {i}")).await);
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut message_ids = Vec::new();
+    for s in senders {
+        let ids = s.await.unwrap();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "one sender's message ids grow"
+        );
+        message_ids.extend(ids);
+    }
+    let mut sequences = Vec::new();
+    for b in [&mut b1, &mut b2] {
+        let mut seq = Vec::new();
+        let mut per_sender: HashMap<String, Vec<u64>> = HashMap::new();
+        for want in 1..=2 * EACH {
+            let e = b.event("new").await;
+            assert_eq!(event_id(&e), want, "strictly increasing, no gaps");
+            let (from, n) = e["payload"]["message"]
+                .as_str()
+                .unwrap()
+                .split_once(' ')
+                .unwrap();
+            per_sender
+                .entry(from.to_owned())
+                .or_default()
+                .push(n.parse().unwrap());
+            seq.push(e["payload"]["messageId"].as_u64().unwrap());
+        }
+        for (from, ns) in per_sender {
+            assert_eq!(
+                ns,
+                (0..EACH).collect::<Vec<_>>(),
+                "{from}'s messages in the order sent"
+            );
+        }
+        b.nothing_pending().await;
+        sequences.push(seq);
+    }
+    assert_eq!(
+        sequences[0], sequences[1],
+        "both sockets see the same order"
+    );
+    message_ids.sort_unstable();
+    let mut got = sequences[0].clone();
+    got.sort_unstable();
+    assert_eq!(got, message_ids);
+}
+
+#[tokio::test]
+async fn every_socket_of_a_user_gets_the_events_including_its_own_actions() {
+    let addr = serve().await;
+    let (mut a, _) = Client::subscribed(addr, "alice", 0).await;
+    let (mut phone, _) = Client::subscribed(addr, "bob", 0).await;
+    let (mut laptop, _) = Client::subscribed(addr, "bob", 0).await;
+    let m = a.say("bob", "hi").await;
+    a.event("new").await;
+    for b in [&mut phone, &mut laptop] {
+        let e = b.event("new").await;
+        assert_eq!((event_id(&e), &e["payload"]["messageId"]), (1, &json!(m)));
+    }
+    // bob reads on the phone: the laptop learns it too.
+    phone.call("read", json!({"messageId": m})).await;
+    for b in [&mut phone, &mut laptop] {
+        let e = b.event("read").await;
+        assert_eq!((event_id(&e), &e["payload"]["from"]), (2, &json!("bob")));
+    }
+    a.event("read").await;
+    // A second socket is not a new presence; closing one of two is not offline.
+    phone.close().await;
+    laptop.nothing_pending().await;
+    a.nothing_pending().await;
+    laptop.close().await;
+    assert_eq!(a.event("offline").await["payload"]["chatId"], "bob");
+}
+
+#[tokio::test]
+async fn only_the_author_edits_or_deletes_and_only_the_recipient_marks() {
+    let addr = serve().await;
+    let (mut a, _) = Client::subscribed(addr, "alice", 0).await;
+    let (mut b, _) = Client::subscribed(addr, "bob", 0).await;
+    let (mut c, _) = Client::subscribed(addr, "carol", 0).await;
+    let m = a.say("bob", "mine").await;
+    a.event("new").await;
+    b.event("new").await;
+
+    b.call_err(
+        "edit",
+        json!({"messageId": m, "message": "theirs"}),
+        "forbidden",
+    )
+    .await;
+    b.call_err("delete", json!({"messageId": m}), "forbidden")
+        .await;
+    c.call_err("delete", json!({"messageId": m}), "forbidden")
+        .await;
+    a.call_err("delivered", json!({"messageId": m}), "forbidden")
+        .await;
+    a.call_err("read", json!({"messageId": m}), "forbidden")
+        .await;
+    c.call_err("read", json!({"messageId": m}), "forbidden")
+        .await;
+    // Nothing changed and nobody was told.
+    for x in [&mut a, &mut b, &mut c] {
+        x.nothing_pending().await;
+    }
+    let page = c.call("history", json!({"chatId": "alice"})).await;
+    assert_eq!(
+        page["messages"],
+        json!([]),
+        "a third user sees nothing of the chat"
+    );
+    let page = b.call("history", json!({"chatId": "alice"})).await;
+    assert_eq!(page["messages"][0]["message"], "mine");
+    assert_eq!(page["messages"][0]["read"], false);
+}
+
+#[tokio::test]
+async fn bad_input_gets_an_error_response_and_the_socket_stays_usable() {
+    let mut settings = Settings::default();
+    settings.chat.max_message_len = 10;
+    let addr = serve_with(settings, Uploads::default()).await;
+    let (mut a, _) = Client::subscribed(addr, "alice", 0).await;
+    let (mut b, _) = Client::subscribed(addr, "bob", 0).await;
+    let req = |id: &str, t: &str, p: Value| {
+        json!({"type":"request","timestamp":1,"id":id,"payloadType":t,"payload":p}).to_string()
+    };
+    let cases: Vec<(String, Value, &str)> = vec![
+        ("this is not json".into(), Value::Null, "invalid_json"),
+        ("[1,2]".into(), Value::Null, "invalid_request"),
+        (
+            json!({"type":"gossip","id":"x1"}).to_string(),
+            json!("x1"),
+            "unknown_type",
+        ),
+        (req("x2", "shout", json!({})), json!("x2"), "unknown_type"),
+        (
+            req("x3", "new", json!({"message":"no chat"})),
+            json!("x3"),
+            "invalid_request",
+        ),
+        (
+            req("x4", "new", json!({"chatId":"bob"})),
+            json!("x4"),
+            "invalid_request",
+        ),
+        (
+            req("x5", "new", json!({"chatId":7,"message":"hi"})),
+            json!("x5"),
+            "invalid_request",
+        ),
+        (
+            req("x6", "delete", json!({"messageId":"one"})),
+            json!("x6"),
+            "invalid_request",
+        ),
+        (
+            req("x7", "subscribe", json!({"lastEventId":-1})),
+            json!("x7"),
+            "invalid_request",
+        ),
+        (
+            req("x8", "read", json!({"messageId":424242})),
+            json!("x8"),
+            "unknown_message",
+        ),
+        (
+            req("x9", "edit", json!({"messageId":424242,"message":"x"})),
+            json!("x9"),
+            "unknown_message",
+        ),
+        (
+            req("x10", "new", json!({"chatId":"alice","message":"me"})),
+            json!("x10"),
+            "invalid_request",
+        ),
+        (
+            req(
+                "x11",
+                "new",
+                json!({"chatId":"bob","message":"far too long a text"}),
+            ),
+            json!("x11"),
+            "message_too_long",
+        ),
+        (
+            req("x12", "new", json!({"chatId":"bob","message":""})),
+            json!("x12"),
+            "invalid_request",
+        ),
+        (
+            req("x13", "history", json!({"chatId":"bob","limit":0})),
+            json!("x13"),
+            "invalid_request",
+        ),
+        (
+            req("x14", "delete", json!(null)),
+            json!("x14"),
+            "invalid_request",
+        ),
+        (
+            json!({"type":"request","payloadType":"read","payload":{"messageId":1}}).to_string(),
+            Value::Null,
+            "invalid_request",
+        ),
+        (
+            json!({"type":"event","eventType":"typing","payload":{}}).to_string(),
+            Value::Null,
+            "invalid_request",
+        ),
+        (
+            json!({"type":"event","eventType":"typing","payload":{"chatId":"alice"}}).to_string(),
+            Value::Null,
+            "invalid_request",
+        ),
+        (
+            json!({"type":"event","eventType":"new","payload":{}}).to_string(),
+            Value::Null,
+            "unknown_type",
+        ),
+    ];
+    for (frame, id, code) in cases {
+        a.send_text(frame.clone()).await;
+        let answer = a.next().await;
+        assert_eq!(answer["type"], "response", "{frame} -> {answer}");
+        assert_eq!(answer["id"], id, "{frame} -> {answer}");
+        assert_eq!(answer["payload"]["error"], code, "{frame} -> {answer}");
+        assert!(answer["payload"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    a.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let answer = a.next().await;
+    assert_eq!(
+        answer["payload"]["error"], "binary_not_supported",
+        "{answer}"
+    );
+
+    // Still usable, and no bad frame produced an event for anyone.
+    b.nothing_pending().await;
+    let m = a.say("bob", "ok").await;
+    assert_eq!(a.event("new").await["payload"]["messageId"], m);
+    assert_eq!(b.event("new").await["payload"]["messageId"], m);
+}
+
+#[tokio::test]
+async fn a_connection_without_a_user_is_refused_and_an_oversized_frame_closes_only_its_socket() {
+    let mut settings = Settings::default();
+    settings.chat.max_frame_bytes = 4096;
+    let addr = serve_with(settings, Uploads::default()).await;
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/ws/chat")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400);
+        }
+        other => panic!(
+            "expected HTTP 400, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+
+    let (mut a, _) = Client::subscribed(addr, "alice", 0).await;
+    let (mut b, _) = Client::subscribed(addr, "bob", 0).await;
+    a.send("new", json!({"chatId": "bob", "message": "x".repeat(8192)}))
+        .await;
+    let answer = a.next().await;
+    assert_eq!(answer["payload"]["error"], "frame_too_large", "{answer}");
+    // bob is unaffected.
+    let (mut c, _) = Client::subscribed(addr, "carol", 0).await;
+    c.say("bob", "still here").await;
+    assert_eq!(b.event("new").await["payload"]["message"], "still here");
+}
+
+#[tokio::test]
+async fn a_message_may_carry_an_earlier_upload_by_md5() {
+    let upload = ImageRef {
+        md5: "0cc175b9c0f1b6a831c399e269772661".into(),
+        url: "/download/0cc175b9c0f1b6a831c399e269772661".into(),
+        width: 640,
+        height: 480,
+        size: 12345,
+    };
+    let uploads = Uploads(HashMap::from([(upload.md5.clone(), upload.clone())]));
+    let addr = serve_with(Settings::default(), uploads).await;
+    let (mut a, _) = Client::subscribed(addr, "alice", 0).await;
+    let (mut b, _) = Client::subscribed(addr, "bob", 0).await;
+    a.call(
+        "new",
+        json!({"chatId":"bob","message":"look","image":upload.md5.to_uppercase()}),
+    )
+    .await;
+    let e = b.event("new").await;
+    assert_eq!(
+        e["payload"]["image"],
+        serde_json::to_value(&upload).unwrap()
+    );
+    assert_eq!(e["payload"]["message"], "look");
+    a.event("new").await;
+    a.call_err(
+        "new",
+        json!({"chatId":"bob","message":"","image":"ffffffffffffffffffffffffffffffff"}),
+        "unknown_image",
+    )
+    .await;
+    a.call_err(
+        "new",
+        json!({"chatId":"bob","message":"","image":"%%%"}),
+        "invalid_base64",
+    )
+    .await;
+    b.nothing_pending().await;
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[tokio::test]
+async fn a_base64_image_is_processed_to_webp_within_bounds_and_served() {
+    let mut settings = Settings::default();
+    settings.share.max_dimension = 800;
+    let addr = serve_with(settings, Uploads::default()).await;
+    let (mut a, _) = Client::subscribed(addr, "alice", 0).await;
+    let (mut b, _) = Client::subscribed(addr, "bob", 0).await;
+    let data = base64::engine::general_purpose::STANDARD.encode(png(1600, 1000));
+    let answer = a
+        .call("new", json!({"chatId":"bob","message":"","image":data}))
+        .await;
+    assert!(answer["messageId"].is_u64(), "{answer}");
+    let image = b.event("new").await["payload"]["image"].clone();
+    assert_eq!(
+        (&image["width"], &image["height"]),
+        (&json!(800), &json!(500)),
+        "{image}"
+    );
+    let md5 = image["md5"].as_str().unwrap();
+    assert_eq!(image["url"], format!("/chat/images/{md5}"));
+
+    let response = reqwest::get(format!("http://{addr}/chat/images/{md5}"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/webp");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, image["size"].as_u64().unwrap());
+    assert_eq!(format!("{:x}", Md5::digest(&bytes)), md5);
+    let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::WebP).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (800, 500));
+
+    // The same image may be sent again by its md5.
+    a.event("new").await;
+    a.call("new", json!({"chatId":"bob","message":"again","image":md5}))
+        .await;
+    assert_eq!(b.event("new").await["payload"]["image"], image);
+
+    let missing = reqwest::get(format!("http://{addr}/chat/images/{}", "0".repeat(32)))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // Bytes that are no image are refused by the pipeline, by name.
+    let junk = base64::engine::general_purpose::STANDARD.encode(b"definitely not an image");
+    a.event("new").await;
+    a.call_err(
+        "new",
+        json!({"chatId":"bob","message":"","image":junk}),
+        "unsupported_format",
+    )
+    .await;
+}
