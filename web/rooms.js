@@ -412,7 +412,13 @@
           body.replaceChildren(
             el('img', { src: url, alt: 'Image ' + info.filename + ' from ' + (info.from || 'someone'), class: 'received' }),
             line,
-            el('a', { href: url, download: info.filename, class: 'image-download', text: 'Download' }),
+            el('a', {
+              href: url,
+              download: info.filename,
+              class: 'image-download',
+              text: 'Download',
+              'aria-label': 'Download ' + info.filename,
+            }),
           );
         } else {
           body.append(line);
