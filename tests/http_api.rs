@@ -348,25 +348,27 @@ async fn oversize_is_refused_from_content_length_before_the_body() {
 }
 
 #[tokio::test]
-async fn a_corrupt_image_fails_its_variant_and_download_says_why() {
+async fn a_failed_variant_is_reported_and_download_says_why() {
     let server = start(test_settings()).await;
     let base = base_url(&server);
-    let mut input = jpeg(200, 200);
-    input.truncate(input.len() / 2);
-    let (status, answer) = upload(&base, input.clone(), &[]).await;
-    assert!(
-        status.is_success(),
-        "the header is valid, so it is queued: {answer}"
-    );
+    let input = jpeg(400, 400);
+    // No PNG, however small, fits in 64 bytes (its fixed chunks take 57).
+    let (status, answer) = upload(
+        &base,
+        input.clone(),
+        &[("format", "png"), ("max_bytes", "64")],
+    )
+    .await;
+    assert!(status.is_success(), "a valid image is queued: {answer}");
     let v = &wait_status(&base, &md5_hex(&input)).await[0];
     assert_eq!(v["status"], "error", "{v}");
-    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_eq!(v["error"], "Image could not be compressed below 64B.");
     let r = reqwest::get(format!("{base}/download/{}", md5_hex(&input)))
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "invalid_image");
+    assert_eq!(body["error"], "budget_not_met");
     server.shutdown().await;
 }
 

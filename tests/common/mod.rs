@@ -61,7 +61,8 @@ pub fn png_rgba(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-/// A PNG whose header claims `width` x `height` (no pixel data follows).
+/// A PNG whose header claims `width` x `height`, with a few bytes of pixel
+/// data: what a decompression bomb looks like before it is inflated.
 pub fn png_bomb_header(width: u32, height: u32) -> Vec<u8> {
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(b"IHDR");
@@ -73,6 +74,19 @@ pub fn png_bomb_header(width: u32, height: u32) -> Vec<u8> {
     png.extend_from_slice(&13u32.to_be_bytes());
     png.extend_from_slice(&ihdr);
     png.extend_from_slice(&crc.to_be_bytes());
+    for (kind, data) in [
+        (
+            &b"IDAT"[..],
+            &[0x78u8, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01][..],
+        ),
+        (b"IEND", &[]),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
     png
 }
 
