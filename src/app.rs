@@ -71,6 +71,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     let app: Router = http::router(state.clone())
         .merge(http::files::routes(files.clone()))
         .merge(http::webapp::routes())
+        .merge(crate::rooms::routes(pool.clone(), settings.clone()))
+        .merge(crate::rooms::chat::routes(
+            pool.clone(),
+            settings.clone(),
+            Arc::new(store.clone()),
+        ))
         .fallback(|| async { http::error::ApiError::not_found("no such route") });
 
     let http_listener = bind(&settings.server.host, settings.server.port).await?;

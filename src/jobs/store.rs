@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use moka::future::Cache;
+use moka::sync::Cache;
 use tokio::sync::watch;
 
 use super::{JobError, TaskKey, VariantSpec, WorkerPool};
@@ -184,26 +184,23 @@ impl JobStore {
         &self.pool
     }
 
-    pub async fn task(&self, key: &TaskKey) -> Option<Arc<Task>> {
-        self.tasks.get(key).await
+    pub fn task(&self, key: &TaskKey) -> Option<Arc<Task>> {
+        self.tasks.get(key)
     }
 
     /// Submits `bytes` with `spec`. An identical variant already done or in
     /// flight is returned as is; a new one is admitted to the pool at once
     /// or refused with `QueueFull` (and then leaves no trace).
-    pub async fn submit(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
+    pub fn submit(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
         let key = TaskKey::of(&bytes);
         let original_size = bytes.len();
-        let task = self
-            .tasks
-            .get_with(key.clone(), async {
-                Arc::new(Task {
-                    key: key.clone(),
-                    original_size,
-                    variants: Mutex::new(Vec::new()),
-                })
+        let task = self.tasks.get_with(key.clone(), || {
+            Arc::new(Task {
+                key: key.clone(),
+                original_size,
+                variants: Mutex::new(Vec::new()),
             })
-            .await;
+        });
 
         let (variant, admission) = {
             let mut variants = task.variants.lock().expect("variants lock");
@@ -294,7 +291,7 @@ impl JobStore {
             );
         }
         // Insert again so the cache weighs the result and restarts the TTL.
-        self.tasks.insert(task.key.clone(), task.clone()).await;
+        self.tasks.insert(task.key.clone(), task.clone());
     }
 
     /// Writes a result to `output_dir` atomically (temp file, then rename).
@@ -353,5 +350,24 @@ impl JobStore {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Chat messages may name an earlier upload by its md5: the variant that
+/// finished last is the one they show.
+impl crate::rooms::chat::UploadedImages for JobStore {
+    fn find(&self, md5: &str) -> Option<crate::rooms::chat::ImageRef> {
+        let task = self.task(&TaskKey::parse(md5)?)?;
+        let variant = task.pick(|_| true)?;
+        let VariantState::Done(done) = variant.state() else {
+            return None;
+        };
+        Some(crate::rooms::chat::ImageRef {
+            md5: task.key.to_string(),
+            url: format!("/download/{}?{}", task.key, variant.spec.query()),
+            width: done.width,
+            height: done.height,
+            size: done.bytes.len() as u64,
+        })
     }
 }

@@ -74,6 +74,24 @@ impl VariantSpec {
         }
     }
 
+    /// The download query that picks exactly this variant.
+    pub fn query(&self) -> String {
+        let mut q = format!("format={}&quality={}", self.format.name(), self.quality);
+        if let Some(w) = self.width {
+            q.push_str(&format!("&width={w}"));
+        }
+        if let Some(h) = self.height {
+            q.push_str(&format!("&height={h}"));
+        }
+        if self.width.is_some() || self.height.is_some() {
+            q.push_str(&format!("&fit={}", self.fit.name()));
+        }
+        if let Some(b) = self.max_bytes {
+            q.push_str(&format!("&max_bytes={b}"));
+        }
+        q
+    }
+
     /// A short name safe in file names: `q80-w800-inside.webp`.
     pub fn file_stem(&self) -> String {
         let mut s = format!("q{}", self.quality);
@@ -122,5 +140,6 @@ mod tests {
         let opts = spec.options(Limits::default());
         assert_eq!(opts.steps.len(), 1);
         assert_eq!(spec.file_stem(), "q70-w800-inside");
+        assert_eq!(spec.query(), "format=jpg&quality=70&width=800&fit=inside");
     }
 }
