@@ -42,7 +42,11 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
     let path = if path.is_empty() { "index.html" } else { path };
-    let file = if is_clean(path) { Assets::get(path) } else { None };
+    let file = if is_clean(path) {
+        Assets::get(path)
+    } else {
+        None
+    };
     let Some(file) = file else {
         return ApiError::not_found(format!("the web app has no file {path:?}")).into_response();
     };
@@ -68,7 +72,10 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     if let Ok(value) = HeaderValue::from_str(&etag) {
         out.insert(header::ETAG, value);
     }
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
     out.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -135,7 +142,7 @@ mod tests {
             .unwrap()
     }
 
-    fn header_of<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header_of(response: &Response, name: header::HeaderName) -> &str {
         response
             .headers()
             .get(name)
@@ -152,7 +159,9 @@ mod tests {
             "text/html; charset=utf-8"
         );
         assert_eq!(header_of(&response, header::CACHE_CONTROL), "no-cache");
-        assert!(header_of(&response, header::CONTENT_SECURITY_POLICY).contains("default-src 'self'"));
+        assert!(
+            header_of(&response, header::CONTENT_SECURITY_POLICY).contains("default-src 'self'")
+        );
         assert!(header_of(&response, header::ETAG).starts_with('"'));
         let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
         assert!(String::from_utf8_lossy(&body).contains("<title>pixpress</title>"));
@@ -171,7 +180,10 @@ mod tests {
             assert_eq!(response.status(), StatusCode::OK, "{uri}");
             let content_type = header_of(&response, header::CONTENT_TYPE);
             assert!(content_type.contains(mime), "{uri}: {content_type}");
-            assert_eq!(header_of(&response, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+            assert_eq!(
+                header_of(&response, header::X_CONTENT_TYPE_OPTIONS),
+                "nosniff"
+            );
         }
     }
 
