@@ -710,3 +710,79 @@ impl Scanner<'_> {
 fn parse_decimal(line: &[u8]) -> Option<u32> {
     std::str::from_utf8(line).ok()?.trim().parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ScanLimits {
+        ScanLimits::for_frame(1024)
+    }
+
+    #[test]
+    fn rewrites_protocol_2_empty_bytes_to_a_literal() {
+        let p = b"\x80\x02}q\x00X\x01\x00\x00\x00xq\x01c__builtin__\nbytes\nq\x02)Rq\x03s.";
+        let out = scan(p, limits()).unwrap();
+        assert!(matches!(out, Cow::Owned(_)));
+        let v = serde_pickle::value_from_slice(&out, serde_pickle::DeOptions::new()).unwrap();
+        let serde_pickle::Value::Dict(d) = v else {
+            panic!()
+        };
+        assert_eq!(
+            d[&serde_pickle::HashableValue::String("x".into())],
+            serde_pickle::Value::Bytes(vec![])
+        );
+    }
+
+    #[test]
+    fn stack_global_needs_literal_allowed_names() {
+        // builtins.bytearray via STACK_GLOBAL, names memoized then re-read.
+        let ok = b"\x80\x04\x8c\x08builtins\x94\x8c\tbytearray\x94\x93C\x02ab\x85R.";
+        assert!(scan(ok, limits()).is_ok());
+        let via_memo =
+            b"\x80\x04\x8c\x08builtins\x94\x8c\tbytearray\x94\x93\x940h\x00h\x01\x93C\x02ab\x85R.";
+        assert!(scan(via_memo, limits()).is_ok());
+        let os = b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93.";
+        assert!(matches!(scan(os, limits()), Err(ScanError::Global { .. })));
+        // A constructor that is never called is not data either.
+        let bare = b"\x80\x04\x8c\x08builtins\x8c\x03set\x93.";
+        assert!(matches!(
+            scan(bare, limits()),
+            Err(ScanError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_recursion_truncation_and_trailing_bytes() {
+        let cycle = b"\x80\x02]q\x00h\x00a.";
+        assert_eq!(
+            scan(cycle, limits()),
+            Err(ScanError::TooComplex("recursive structure"))
+        );
+        assert!(matches!(
+            scan(b"\x80\x02X\xff\xff\xff\xffab.", limits()),
+            Err(ScanError::Truncated(_))
+        ));
+        assert!(matches!(
+            scan(b"\x80\x02N", limits()),
+            Err(ScanError::NoStop)
+        ));
+        assert_eq!(scan(b"\x80\x02N.x", limits()), Err(ScanError::Trailing(1)));
+        assert_eq!(scan(b"\x80\x06N.", limits()), Err(ScanError::Protocol(6)));
+        assert_eq!(scan(b"N.", limits()), Err(ScanError::MissingProto));
+    }
+
+    #[test]
+    fn duplicating_a_big_value_is_charged() {
+        // A 600-byte bytes value duplicated twice exceeds a 1 KiB frame's budget.
+        let mut p = b"\x80\x03B\x58\x02\x00\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'x', 600));
+        p.extend_from_slice(b"22\x87.");
+        let tight = ScanLimits {
+            max_payload_bytes: 1500,
+            ..limits()
+        };
+        assert!(matches!(scan(&p, tight), Err(ScanError::TooComplex(_))));
+        assert!(scan(&p, ScanLimits::for_frame(p.len())).is_ok());
+    }
+}
