@@ -13,7 +13,9 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use super::{check_quota, validate_name, FileEntry, FileStore, Quota, StorageError, MAX_NAME_BYTES};
+use super::{
+    check_quota, validate_name, FileEntry, FileStore, Quota, StorageError, MAX_NAME_BYTES,
+};
 
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -56,7 +58,9 @@ impl DirStore {
 
     fn write_tmp(&self, data: &[u8]) -> Result<PathBuf, StorageError> {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
         let result = (|| {
             let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             file.write_all(data)?;
@@ -75,7 +79,9 @@ impl DirStore {
     fn link_into_place(&self, tmp: &Path, target: &Path, name: &str) -> Result<(), StorageError> {
         let result = match fs::hard_link(tmp, target) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(StorageError::AlreadyExists(name.to_owned())),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                Err(StorageError::AlreadyExists(name.to_owned()))
+            }
             // Filesystems without hard links: the writer lock is held and the
             // name was checked to be free, so a rename cannot replace a file
             // this store wrote.
@@ -132,7 +138,9 @@ impl FileStore for DirStore {
 
     fn list(&self) -> Result<Vec<FileEntry>, StorageError> {
         let mut files = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(StorageError::io("reading the storage directory"))? {
+        for entry in
+            fs::read_dir(&self.dir).map_err(StorageError::io("reading the storage directory"))?
+        {
             let entry = entry.map_err(StorageError::io("reading the storage directory"))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -164,7 +172,10 @@ mod tests {
         assert_eq!(fs::read(tmp.path().join("a.png")).unwrap(), b"abc");
         assert_eq!(store.get("a.png").unwrap(), Bytes::from_static(b"abc"));
         assert!(matches!(store.get("b.png"), Err(StorageError::NotFound(_))));
-        assert!(matches!(store.get("../a.png"), Err(StorageError::InvalidName(_))));
+        assert!(matches!(
+            store.get("../a.png"),
+            Err(StorageError::InvalidName(_))
+        ));
         assert!(matches!(
             store.put("../escape.png", Bytes::from_static(b"x")),
             Err(StorageError::InvalidName(_))
@@ -189,7 +200,10 @@ mod tests {
             }]
         );
         // The reopened store counts existing files against its quota.
-        assert!(matches!(reopened.put("b.png", Bytes::from_static(b"x")), Err(StorageError::Full(_))));
+        assert!(matches!(
+            reopened.put("b.png", Bytes::from_static(b"x")),
+            Err(StorageError::Full(_))
+        ));
     }
 
     #[cfg(unix)]
@@ -198,9 +212,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         fs::write(outside.path().join("secret.png"), b"secret").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.png"), tmp.path().join("link.png")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.png"),
+            tmp.path().join("link.png"),
+        )
+        .unwrap();
         let store = DirStore::open(tmp.path(), Quota::default()).unwrap();
         assert!(store.list().unwrap().is_empty());
-        assert!(matches!(store.get("link.png"), Err(StorageError::NotFound(_))));
+        assert!(matches!(
+            store.get("link.png"),
+            Err(StorageError::NotFound(_))
+        ));
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use super::{check_quota, validate_name, FileEntry, FileStore, Quota, StorageError, MAX_NAME_BYTES};
+use super::{
+    check_quota, validate_name, FileEntry, FileStore, Quota, StorageError, MAX_NAME_BYTES,
+};
 
 /// Files kept in memory for the life of the process.
 #[derive(Debug, Default)]
@@ -78,17 +80,37 @@ mod tests {
             store.put("a.png", Bytes::from_static(b"x")),
             Err(StorageError::AlreadyExists(_))
         ));
-        assert!(matches!(store.put("c.png", Bytes::from_static(b"x")), Err(StorageError::Full(_))));
+        assert!(matches!(
+            store.put("c.png", Bytes::from_static(b"x")),
+            Err(StorageError::Full(_))
+        ));
         assert_eq!(store.get("b.png").unwrap(), Bytes::from_static(b"1234"));
-        assert!(matches!(store.get("zz.png"), Err(StorageError::NotFound(_))));
-        let names: Vec<_> = store.list().unwrap().into_iter().map(|e| (e.name, e.size)).collect();
-        assert_eq!(names, vec![("a.png".to_owned(), 2), ("b.png".to_owned(), 4)]);
+        assert!(matches!(
+            store.get("zz.png"),
+            Err(StorageError::NotFound(_))
+        ));
+        let names: Vec<_> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.size))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("a.png".to_owned(), 2), ("b.png".to_owned(), 4)]
+        );
 
         let small = MemoryStore::new(Quota {
             max_files: 10,
             max_total_bytes: 3,
         });
-        assert!(matches!(small.put("a.png", Bytes::from_static(b"1234")), Err(StorageError::Full(_))));
-        assert!(matches!(small.put("../x", Bytes::from_static(b"1")), Err(StorageError::InvalidName(_))));
+        assert!(matches!(
+            small.put("a.png", Bytes::from_static(b"1234")),
+            Err(StorageError::Full(_))
+        ));
+        assert!(matches!(
+            small.put("../x", Bytes::from_static(b"1")),
+            Err(StorageError::InvalidName(_))
+        ));
     }
 }

@@ -30,7 +30,10 @@ pub fn validate_name(name: &str, max_len: usize) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if name.len() > max {
-        return Err(NameError::TooLong { len: name.len(), max });
+        return Err(NameError::TooLong {
+            len: name.len(),
+            max,
+        });
     }
     if name.contains(['/', '\\']) {
         return Err(NameError::PathSeparator);
@@ -62,15 +65,33 @@ mod tests {
     fn refuses_paths_hidden_control_and_long_names() {
         assert_eq!(validate_name("", 255), Err(NameError::Empty));
         assert_eq!(validate_name("a/b.png", 255), Err(NameError::PathSeparator));
-        assert_eq!(validate_name("a\\b.png", 255), Err(NameError::PathSeparator));
+        assert_eq!(
+            validate_name("a\\b.png", 255),
+            Err(NameError::PathSeparator)
+        );
         assert_eq!(validate_name("..png", 255), Err(NameError::DotDot));
         assert_eq!(validate_name("a..b.png", 255), Err(NameError::DotDot));
         assert_eq!(validate_name(".hidden.png", 255), Err(NameError::Hidden));
-        assert_eq!(validate_name("a\nb.png", 255), Err(NameError::ControlCharacter));
-        assert_eq!(validate_name("a\0.png", 255), Err(NameError::ControlCharacter));
-        assert_eq!(validate_name("a\u{85}.png", 255), Err(NameError::ControlCharacter));
-        assert_eq!(validate_name("abcdef.png", 5), Err(NameError::TooLong { len: 10, max: 5 }));
+        assert_eq!(
+            validate_name("a\nb.png", 255),
+            Err(NameError::ControlCharacter)
+        );
+        assert_eq!(
+            validate_name("a\0.png", 255),
+            Err(NameError::ControlCharacter)
+        );
+        assert_eq!(
+            validate_name("a\u{85}.png", 255),
+            Err(NameError::ControlCharacter)
+        );
+        assert_eq!(
+            validate_name("abcdef.png", 5),
+            Err(NameError::TooLong { len: 10, max: 5 })
+        );
         let long = "a".repeat(300);
-        assert_eq!(validate_name(&long, 1000), Err(NameError::TooLong { len: 300, max: 255 }));
+        assert_eq!(
+            validate_name(&long, 1000),
+            Err(NameError::TooLong { len: 300, max: 255 })
+        );
     }
 }
