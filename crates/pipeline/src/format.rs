@@ -133,9 +133,18 @@ mod tests {
 
     #[test]
     fn sniffs_magic_bytes_not_names() {
-        assert_eq!(InputFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(InputFormat::Jpeg));
-        assert_eq!(InputFormat::sniff(b"\x89PNG\r\n\x1a\n...."), Some(InputFormat::Png));
-        assert_eq!(InputFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(InputFormat::Webp));
+        assert_eq!(
+            InputFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some(InputFormat::Jpeg)
+        );
+        assert_eq!(
+            InputFormat::sniff(b"\x89PNG\r\n\x1a\n...."),
+            Some(InputFormat::Png)
+        );
+        assert_eq!(
+            InputFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Some(InputFormat::Webp)
+        );
         assert_eq!(InputFormat::sniff(b"GIF89a"), Some(InputFormat::Gif));
         assert_eq!(InputFormat::sniff(b"hello world"), None);
         assert_eq!(InputFormat::sniff(b""), None);

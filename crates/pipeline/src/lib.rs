@@ -6,24 +6,108 @@
 //! fits a byte budget. It owns no threads, no I/O and no globals: callers
 //! (the server's worker pool) decide where and when it runs.
 
+mod budget;
+mod color;
+mod decode;
+mod encode;
 mod error;
 mod format;
+mod jpeg_decode;
+mod jpeg_markers;
+mod ops;
 mod options;
 mod output;
+pub mod recipe;
+mod strip;
+
+use std::time::Instant;
+
+use image::metadata::Orientation;
 
 pub use error::PipelineError;
 pub use format::{Format, InputFormat};
 pub use options::{Fit, FlipAxis, Limits, Options, Step};
 pub use output::{ImageInfo, Output};
+pub use recipe::Recipe;
+
+use encode::EncodeSettings;
+
+/// Background for flattening alpha when `Options::background` is not set.
+pub const DEFAULT_BACKGROUND: [u8; 3] = [255, 255, 255];
+
+fn check_deadline(deadline: Option<Instant>) -> Result<(), PipelineError> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(PipelineError::Timeout),
+        _ => Ok(()),
+    }
+}
 
 /// Runs the whole pipeline on `input`.
 pub fn process(input: &[u8], options: &Options) -> Result<Output, PipelineError> {
-    let _ = (input, options);
-    Err(PipelineError::Encode("not implemented".into()))
+    if !options.format.available() {
+        return Err(PipelineError::FormatUnavailable(options.format.name()));
+    }
+    check_deadline(options.deadline)?;
+    let decoded = decode::decode(input, &options.limits)?;
+    check_deadline(options.deadline)?;
+    let (image, changed) = ops::apply(decoded.image, &options.steps, &options.limits)?;
+    check_deadline(options.deadline)?;
+
+    let settings = EncodeSettings {
+        format: options.format,
+        quality: options.effective_quality(),
+        background: options.background.unwrap_or(DEFAULT_BACKGROUND),
+        deadline: options.deadline,
+    };
+    let output = |bytes: Vec<u8>, width, height, kept_original| Output {
+        size: bytes.len(),
+        bytes,
+        format: options.format,
+        mime: options.format.mime(),
+        width,
+        height,
+        original_size: input.len(),
+        kept_original,
+    };
+
+    // Never larger: the input itself (metadata stripped losslessly) is an
+    // answer when it has the requested format, upright pixels and no edits.
+    let original = if !changed
+        && decoded.orientation == Orientation::NoTransforms
+        && decoded.format.as_output() == Some(options.format)
+    {
+        strip::strip(input, decoded.format).ok().flatten()
+    } else {
+        None
+    };
+    let (w, h) = (image.width(), image.height());
+    let fits = |len: usize| options.max_bytes.is_none_or(|m| len as u64 <= m);
+
+    if let Some(original) = original.filter(|o| fits(o.len())) {
+        // One encode at the requested quality; the original wins unless that
+        // encode is smaller (no quality search to beat it).
+        let encoded = encode::encode(&image, &settings)?;
+        return Ok(if encoded.len() < original.len() && fits(encoded.len()) {
+            output(encoded, w, h, false)
+        } else {
+            output(original, w, h, true)
+        });
+    }
+
+    match options.max_bytes {
+        None => {
+            let bytes = encode::encode(&image, &settings)?;
+            Ok(output(bytes, w, h, false))
+        }
+        Some(max_bytes) => {
+            let fitted = budget::fit(&image, &settings, max_bytes)?;
+            Ok(output(fitted.bytes, fitted.width, fitted.height, false))
+        }
+    }
 }
 
 /// Reads only the header: format and dimensions, checked against `limits`.
+/// For JPEG it also walks the marker segments, so a truncated file fails here.
 pub fn probe(input: &[u8], limits: &Limits) -> Result<ImageInfo, PipelineError> {
-    let _ = (input, limits);
-    Err(PipelineError::UnsupportedFormat)
+    decode::probe(input, limits)
 }

@@ -48,8 +48,17 @@ pub enum FlipAxis {
 /// given; `Step` is hashable so that option sets can key a cache.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    Resize { width: Option<u32>, height: Option<u32>, fit: Fit },
-    Crop { x: u32, y: u32, width: u32, height: u32 },
+    Resize {
+        width: Option<u32>,
+        height: Option<u32>,
+        fit: Fit,
+    },
+    Crop {
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+    },
     /// Clockwise degrees: 90, 180 or 270.
     Rotate(u16),
     Flip(FlipAxis),
@@ -115,11 +124,16 @@ impl Default for Options {
 impl Options {
     /// Options for an output format with its default quality.
     pub fn new(format: Format) -> Self {
-        Self { format, ..Self::default() }
+        Self {
+            format,
+            ..Self::default()
+        }
     }
 
     /// The quality actually used: the given one clamped to 1-100, or the default.
     pub fn effective_quality(&self) -> u8 {
-        self.quality.map(|q| q.clamp(1, 100)).unwrap_or(self.format.default_quality())
+        self.quality
+            .map(|q| q.clamp(1, 100))
+            .unwrap_or(self.format.default_quality())
     }
 }

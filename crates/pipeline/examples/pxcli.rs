@@ -1,0 +1,111 @@
+//! A thin command line over the pipeline, for scripts and measurements:
+//!
+//!     pxcli process FILE [--format F] [--quality Q] [--max-bytes N]
+//!                        [--recipe "resize 800x600, grayscale"] [-o OUT]
+//!     pxcli probe FILE
+//!
+//! Prints one line: `format width height bytes milliseconds [kept_original]`.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use pixpress_pipeline::{probe, process, recipe, Format, Limits, Options};
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: pxcli process FILE [--format webp|jpg|png|avif] [--quality 1-100] \
+         [--max-bytes N] [--recipe TEXT] [-o OUT]\n       pxcli probe FILE"
+    );
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(cmd), Some(file)) = (args.first(), args.get(1)) else {
+        return usage();
+    };
+    let input = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{file}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cmd.as_str() {
+        "probe" => match probe(&input, &Limits::default()) {
+            Ok(info) => {
+                println!("{:?} {} {}", info.format, info.width, info.height);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", e.code());
+                ExitCode::from(1)
+            }
+        },
+        "process" => run_process(&input, &args[2..]),
+        _ => usage(),
+    }
+}
+
+fn run_process(input: &[u8], rest: &[String]) -> ExitCode {
+    let mut options = Options::default();
+    let mut out = None;
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let Some(value) = it.next() else {
+            return usage();
+        };
+        match flag.as_str() {
+            "--format" => match value.parse::<Format>() {
+                Ok(f) => options.format = f,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return usage();
+                }
+            },
+            "--quality" => options.quality = value.parse().ok(),
+            "--max-bytes" => options.max_bytes = value.parse().ok(),
+            "--recipe" => {
+                let r = recipe::parse(value);
+                options.steps = r.steps;
+                options.quality = r.quality.or(options.quality);
+                options.format = r.format.unwrap_or(options.format);
+                if !r.ignored.is_empty() {
+                    eprintln!("ignored: {:?}", r.ignored);
+                }
+            }
+            "-o" | "--output" => out = Some(value.clone()),
+            _ => return usage(),
+        }
+    }
+    let start = Instant::now();
+    match process(input, &options) {
+        Ok(o) => {
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            println!(
+                "{} {} {} {} {:.1}{}",
+                o.format,
+                o.width,
+                o.height,
+                o.size,
+                ms,
+                if o.kept_original {
+                    " kept_original"
+                } else {
+                    ""
+                }
+            );
+            if let Some(path) = out {
+                if let Err(e) = std::fs::write(&path, &o.bytes) {
+                    eprintln!("{path}: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", e.code());
+            ExitCode::from(1)
+        }
+    }
+}

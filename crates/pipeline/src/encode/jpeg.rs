@@ -1,0 +1,63 @@
+//! JPEG with mozjpeg: progressive, optimised Huffman tables, 4:2:0 chroma.
+//!
+//! Alpha is flattened onto the background first. mozjpeg reports libjpeg
+//! errors by panicking; the panic is contained and becomes an error.
+
+use image::DynamicImage;
+use mozjpeg::{ColorSpace, Compress};
+
+use super::{contain_panic, flatten};
+use crate::PipelineError;
+
+/// Whether trellis quantisation is used (see the crate README for the figures
+/// behind this choice).
+pub(crate) const TRELLIS: bool = false;
+
+pub(crate) fn encode(
+    image: &DynamicImage,
+    quality: u8,
+    background: [u8; 3],
+) -> Result<Vec<u8>, PipelineError> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let (space, pixels): (ColorSpace, Vec<u8>) = match image {
+        DynamicImage::ImageLuma8(b) => (ColorSpace::JCS_GRAYSCALE, b.as_raw().clone()),
+        DynamicImage::ImageRgb8(b) => (ColorSpace::JCS_RGB, b.as_raw().clone()),
+        DynamicImage::ImageLumaA8(_) => {
+            let rgb = flatten(image, background);
+            let gray = DynamicImage::ImageRgb8(rgb).to_luma8();
+            (ColorSpace::JCS_GRAYSCALE, gray.into_raw())
+        }
+        _ if image.color().has_alpha() => {
+            (ColorSpace::JCS_RGB, flatten(image, background).into_raw())
+        }
+        _ => (ColorSpace::JCS_RGB, image.to_rgb8().into_raw()),
+    };
+    encode_raw(&pixels, w, h, space, quality, TRELLIS)
+}
+
+/// Encodes packed 8-bit pixels. `trellis` selects mozjpeg's full search
+/// (trellis quantisation, scan optimisation); without it the settings are
+/// libjpeg-turbo's plus progressive mode and optimised Huffman tables.
+pub(crate) fn encode_raw(
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    space: ColorSpace,
+    quality: u8,
+    trellis: bool,
+) -> Result<Vec<u8>, PipelineError> {
+    contain_panic("mozjpeg", || {
+        let mut c = Compress::new(space);
+        if !trellis {
+            c.set_fastest_defaults();
+        }
+        c.set_size(width, height);
+        c.set_quality(f32::from(quality));
+        c.set_progressive_mode();
+        c.set_optimize_coding(true);
+        let io = |e: std::io::Error| PipelineError::Encode(format!("mozjpeg: {e}"));
+        let mut started = c.start_compress(Vec::new()).map_err(io)?;
+        started.write_scanlines(pixels).map_err(io)?;
+        started.finish().map_err(io)
+    })
+}

@@ -1,0 +1,74 @@
+//! Encoders: pixels to WebP, JPEG, PNG or AVIF bytes, metadata never written.
+//!
+//! Each codec lives in its own file with one `encode` function; this module
+//! only dispatches and prepares pixel layouts (alpha flattening for JPEG).
+
+#[cfg(feature = "avif")]
+mod avif;
+mod jpeg;
+mod png;
+mod webp;
+
+use std::time::Instant;
+
+use image::{DynamicImage, RgbImage};
+
+use crate::{Format, PipelineError};
+
+/// How to encode one image.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncodeSettings {
+    pub format: Format,
+    /// 1-100.
+    pub quality: u8,
+    /// Colour under transparent pixels for formats without alpha.
+    pub background: [u8; 3],
+    /// Bounds the lossless PNG optimiser.
+    pub deadline: Option<Instant>,
+}
+
+pub(crate) fn encode(image: &DynamicImage, s: &EncodeSettings) -> Result<Vec<u8>, PipelineError> {
+    let quality = s.quality.clamp(1, 100);
+    match s.format {
+        Format::Jpeg => jpeg::encode(image, quality, s.background),
+        Format::Webp => webp::encode(image, quality),
+        Format::Png => png::encode(image, quality, s.deadline),
+        #[cfg(feature = "avif")]
+        Format::Avif => avif::encode(image, quality),
+        #[cfg(not(feature = "avif"))]
+        Format::Avif => Err(PipelineError::FormatUnavailable("avif")),
+    }
+}
+
+/// Composites an image with alpha onto `background` (straight alpha, sRGB
+/// values, as browsers show it on a plain page).
+pub(crate) fn flatten(image: &DynamicImage, background: [u8; 3]) -> RgbImage {
+    let rgba = image.to_rgba8();
+    let mut out = RgbImage::new(rgba.width(), rgba.height());
+    for (d, s) in out.pixels_mut().zip(rgba.pixels()) {
+        let a = u32::from(s.0[3]);
+        for ((d, &v), &bg) in d.0.iter_mut().zip(&s.0[..3]).zip(&background) {
+            let mixed = u32::from(v) * a + u32::from(bg) * (255 - a);
+            *d = ((mixed + 127) / 255) as u8;
+        }
+    }
+    out
+}
+
+/// Runs `f`, turning a panic inside a codec into an error.
+pub(crate) fn contain_panic<T>(
+    codec: &str,
+    f: impl FnOnce() -> Result<T, PipelineError>,
+) -> Result<T, PipelineError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("panic");
+            Err(PipelineError::Encode(format!("{codec}: {msg}")))
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! PNG: lossy palette quantisation (imagequant, quality mapped like
+//! pngquant's `--quality min-max`), then lossless optimisation with oxipng
+//! under a time budget. When the palette cannot reach the minimum quality,
+//! or the build leaves imagequant out, the PNG is lossless instead.
+
+use std::time::{Duration, Instant};
+
+use image::DynamicImage;
+use oxipng::{BitDepth, ColorType, Options, RawImage, StripChunks};
+
+use crate::PipelineError;
+
+/// The palette quality range for a requested quality `q`: `q-15 .. q`, so the
+/// default 80 is pngquant's `--quality 65-80`.
+pub(crate) fn quality_range(q: u8) -> (u8, u8) {
+    let max = q.clamp(1, 100);
+    (max.saturating_sub(15), max)
+}
+
+/// imagequant speed (1 slowest - 10 fastest); 4 is pngquant's default.
+const QUANT_SPEED: i32 = 4;
+
+/// oxipng preset and time budget: preset 2 (the CLI default) up to 4 MP,
+/// preset 1 above; at most 0.5 s plus 0.1 s per megapixel, capped at 3 s,
+/// and never past the caller's deadline.
+fn oxipng_options(pixels: u64, deadline: Option<Instant>) -> Options {
+    let mut opts = Options::from_preset(if pixels <= 4_000_000 { 2 } else { 1 });
+    opts.strip = StripChunks::All;
+    opts.optimize_alpha = true;
+    let budget = Duration::from_millis((500 + pixels / 10_000).min(3_000));
+    let budget = match deadline {
+        Some(d) => budget.min(d.saturating_duration_since(Instant::now())),
+        None => budget,
+    };
+    opts.timeout = Some(budget);
+    opts
+}
+
+pub(crate) fn encode(
+    image: &DynamicImage,
+    quality: u8,
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>, PipelineError> {
+    let (w, h) = (image.width(), image.height());
+    let opts = oxipng_options(u64::from(w) * u64::from(h), deadline);
+    #[cfg(feature = "imagequant")]
+    if let Some(raw) = quantize(image, quality)? {
+        return optimise(&raw, &opts);
+    }
+    #[cfg(not(feature = "imagequant"))]
+    let _ = quality;
+    optimise(&lossless(image)?, &opts)
+}
+
+fn fail(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Encode(format!("png: {e}"))
+}
+
+fn optimise(raw: &RawImage, opts: &Options) -> Result<Vec<u8>, PipelineError> {
+    raw.create_optimized_png(opts).map_err(fail)
+}
+
+/// The pixels as they are; oxipng reduces colour type and bit depth itself.
+pub(crate) fn lossless(image: &DynamicImage) -> Result<RawImage, PipelineError> {
+    let (w, h) = (image.width(), image.height());
+    let (color, data) = match image {
+        DynamicImage::ImageLuma8(b) => (
+            ColorType::Grayscale {
+                transparent_shade: None,
+            },
+            b.as_raw().clone(),
+        ),
+        DynamicImage::ImageLumaA8(b) => (ColorType::GrayscaleAlpha, b.as_raw().clone()),
+        DynamicImage::ImageRgb8(b) => (
+            ColorType::RGB {
+                transparent_color: None,
+            },
+            b.as_raw().clone(),
+        ),
+        other => (ColorType::RGBA, other.to_rgba8().into_raw()),
+    };
+    RawImage::new(w, h, color, BitDepth::Eight, data).map_err(fail)
+}
+
+/// A palette image within the quality range, or `None` when it cannot reach it.
+#[cfg(feature = "imagequant")]
+fn quantize(image: &DynamicImage, quality: u8) -> Result<Option<RawImage>, PipelineError> {
+    use imagequant::RGBA;
+    let (w, h) = (image.width(), image.height());
+    let (min, max) = quality_range(quality);
+    let q = |e: imagequant::Error| PipelineError::Encode(format!("imagequant: {e}"));
+    let mut attr = imagequant::new();
+    attr.set_speed(QUANT_SPEED).map_err(q)?;
+    attr.set_quality(min, max).map_err(q)?;
+    let rgba = image.to_rgba8();
+    let pixels: Vec<RGBA> = rgba
+        .pixels()
+        .map(|p| RGBA::new(p.0[0], p.0[1], p.0[2], p.0[3]))
+        .collect();
+    drop(rgba);
+    let mut img = attr
+        .new_image(pixels, w as usize, h as usize, 0.0)
+        .map_err(q)?;
+    let mut result = match attr.quantize(&mut img) {
+        Ok(r) => r,
+        Err(imagequant::Error::QualityTooLow) => return Ok(None),
+        Err(e) => return Err(q(e)),
+    };
+    result.set_dithering_level(1.0).map_err(q)?;
+    let (palette, indices) = result.remapped(&mut img).map_err(q)?;
+    let palette = palette
+        .into_iter()
+        .map(|c| oxipng::RGBA8::new(c.r, c.g, c.b, c.a))
+        .collect();
+    RawImage::new(
+        w,
+        h,
+        ColorType::Indexed { palette },
+        BitDepth::Eight,
+        indices,
+    )
+    .map(Some)
+    .map_err(fail)
+}

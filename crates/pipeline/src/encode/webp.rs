@@ -1,0 +1,38 @@
+//! WebP with libwebp: lossy at the given quality, alpha kept.
+
+use image::DynamicImage;
+use webp::{Encoder, WebPConfig};
+
+use crate::PipelineError;
+
+/// libwebp's effort (0-6); 4 is cwebp's default.
+const METHOD: i32 = 4;
+
+pub(crate) fn encode(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, PipelineError> {
+    let (w, h) = (image.width(), image.height());
+    if w > 16383 || h > 16383 {
+        return Err(PipelineError::Encode(format!(
+            "webp: {w}x{h} exceeds 16383 pixels per side"
+        )));
+    }
+    let mut config =
+        WebPConfig::new().map_err(|()| PipelineError::Encode("webp: config".into()))?;
+    config.lossless = 0;
+    config.quality = f32::from(quality);
+    config.method = METHOD;
+    config.alpha_compression = 1;
+    config.alpha_quality = 100;
+    let rgba;
+    let rgb;
+    let encoder = if image.color().has_alpha() {
+        rgba = image.to_rgba8();
+        Encoder::from_rgba(rgba.as_raw(), w, h)
+    } else {
+        rgb = image.to_rgb8();
+        Encoder::from_rgb(rgb.as_raw(), w, h)
+    };
+    let memory = encoder
+        .encode_advanced(&config)
+        .map_err(|e| PipelineError::Encode(format!("webp: {e:?}")))?;
+    Ok(memory.to_vec())
+}
