@@ -85,10 +85,7 @@ async fn read_image(c: &mut Client) -> Seen {
                     seen.chunks.len()
                 );
                 seen.chunks.push(m["data"].as_str().unwrap().to_owned());
-                assert_eq!(
-                    m["totalChunks"].as_u64().unwrap() as usize >= seen.chunks.len(),
-                    true
-                );
+                assert!(m["totalChunks"].as_u64().unwrap() as usize >= seen.chunks.len());
             }
             "imageUploadComplete" => {
                 seen.complete = m;
@@ -460,4 +457,58 @@ async fn a_member_that_stops_reading_is_dropped_without_blocking_the_others() {
         got < count,
         "the stuck member was dropped after {got} messages"
     );
+}
+
+/// The command-line client of the docs shares a file into a live room.
+#[tokio::test]
+async fn the_share_script_puts_a_file_into_the_room() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import websockets"])
+        .output();
+    if !matches!(&probe, Ok(out) if out.status.success()) {
+        println!(
+            "SKIPPED: python3 with websockets is needed \
+             (pip install -r scripts/clients/requirements.txt)"
+        );
+        return;
+    }
+    let addr = serve(settings()).await;
+    let mut bob = join(addr, "docs", "bob").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("holiday.jpg");
+    std::fs::write(&file, jpeg(1000, 500)).unwrap();
+    let mut command = std::process::Command::new("python3");
+    command
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/share_room.py"
+        ))
+        .args([
+            "--server",
+            &format!("ws://{addr}"),
+            "--room",
+            "docs",
+            "--name",
+            "ann",
+        ])
+        .args(["--chunk-chars", "8192"])
+        .arg(&file);
+    // The server runs on this runtime, so the client waits on another thread.
+    let run = tokio::task::spawn_blocking(move || command.output());
+    let out = tokio::time::timeout(rooms_support::WAIT, run)
+        .await
+        .expect("the script finishes")
+        .unwrap()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("image/webp 800x400"), "{stdout}");
+    let seen = read_image(&mut bob).await;
+    assert_eq!(seen.start.as_ref().unwrap()["from"], "ann");
+    assert_eq!(seen.complete["filename"], "holiday.jpg");
+    assert_eq!(decoded(&seen.bytes()), (ImageFormat::WebP, 800, 400));
 }

@@ -490,10 +490,7 @@ mod tests {
         let (a, mut ao) = hub.join("r", "a").unwrap();
         let (_b, mut bo) = hub.join("r", "b").unwrap();
         assert_eq!(a.broadcast_others(vec![text("1"), text("2")]), 1);
-        assert_eq!(
-            a.send_self(vec![text("x"), text("y"), text("z"), text("w")]),
-            false
-        );
+        assert!(!a.send_self(vec![text("x"), text("y"), text("z"), text("w")]));
         assert_eq!(
             next_text(&mut ao),
             None,
