@@ -6,6 +6,7 @@ pub mod error;
 pub mod files;
 pub mod guard;
 pub mod health;
+pub mod identity;
 pub mod jobs_api;
 pub mod metrics;
 pub mod openapi;
