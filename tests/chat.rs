@@ -350,9 +350,12 @@ async fn events_arriving_during_a_replay_follow_it_without_gap_or_duplicate() {
     const SENT: u64 = 300;
     let addr = serve().await;
     let mut a = Client::connect(addr, "alice").await;
-    a.say("bob", "0").await; // bob now has event 1 waiting
+    // Half is waiting for bob; the other half is sent while he subscribes.
+    for i in 0..SENT / 2 {
+        a.say("bob", &i.to_string()).await;
+    }
     let sender = tokio::spawn(async move {
-        for i in 1..SENT {
+        for i in SENT / 2..SENT {
             a.say("bob", &i.to_string()).await;
         }
         a
@@ -382,7 +385,8 @@ async fn events_arriving_during_a_replay_follow_it_without_gap_or_duplicate() {
         seen, want,
         "ids 1..=N in order, each message once, in the order sent"
     );
-    sender.await.unwrap();
+    // alice stays connected: her going offline would be an event for bob.
+    let _alice = sender.await.unwrap();
     b.nothing_pending().await;
 }
 
@@ -401,13 +405,16 @@ async fn two_concurrent_senders_give_every_socket_of_the_recipient_the_same_gapl
                 for i in 0..EACH {
                     ids.push(c.say("bob", &format!("{name} {i}")).await);
                 }
-                ids
+                (c, ids)
             })
         })
         .collect();
     let mut message_ids = Vec::new();
+    // The senders stay connected: their going offline would be events for bob.
+    let mut connected = Vec::new();
     for s in senders {
-        let ids = s.await.unwrap();
+        let (c, ids) = s.await.unwrap();
+        connected.push(c);
         assert!(
             ids.windows(2).all(|w| w[0] < w[1]),
             "one sender's message ids grow"

@@ -5,6 +5,7 @@
 //! unit-tested here. Each state change returns the events it produced, in
 //! the order the caller must deliver them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -459,12 +460,14 @@ impl ChatStore {
             .retain(|_, u| u.connections > 0 || !u.events.is_empty() || !u.contacts.is_empty());
     }
 
-    /// Users currently tracked (for tests and metrics).
+    /// Users currently tracked.
+    #[cfg(test)]
     pub fn user_count(&self) -> usize {
         self.users.len()
     }
 
     /// Messages currently kept.
+    #[cfg(test)]
     pub fn message_count(&self) -> usize {
         self.messages.len()
     }
@@ -480,13 +483,12 @@ impl ChatStore {
     }
 
     fn user_mut(&mut self, user: &str) -> Result<&mut UserLog, ChatError> {
-        if !self.users.contains_key(user) {
-            if self.users.len() >= self.limits.max_users {
-                return Err(ChatError::TooManyUsers(self.limits.max_users));
-            }
-            self.users.insert(user.to_owned(), UserLog::default());
+        let (known, max) = (self.users.len(), self.limits.max_users);
+        match self.users.entry(user.to_owned()) {
+            Entry::Occupied(log) => Ok(log.into_mut()),
+            Entry::Vacant(_) if known >= max => Err(ChatError::TooManyUsers(max)),
+            Entry::Vacant(slot) => Ok(slot.insert(UserLog::default())),
         }
-        Ok(self.users.get_mut(user).expect("inserted above"))
     }
 
     fn message_mut(&mut self, id: u64, now: Instant) -> Result<&mut Message, ChatError> {
