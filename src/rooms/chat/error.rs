@@ -19,6 +19,9 @@ pub enum ChatError {
     /// A field is missing, has the wrong type, or an invalid value.
     #[error("{0}")]
     InvalidRequest(String),
+    /// No valid signed token while `auth.jwt_secret` is set.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The message text is longer than `chat.max_message_len` bytes.
     #[error("the message is {len} bytes long; the limit is {limit} bytes")]
     MessageTooLong { len: usize, limit: usize },
@@ -62,6 +65,7 @@ impl ChatError {
             Self::BinaryFrame => "binary_not_supported",
             Self::UnknownType(_) => "unknown_type",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::Unauthorized(_) => "unauthorized",
             Self::MessageTooLong { .. } => "message_too_long",
             Self::UnknownMessage(_) => "unknown_message",
             Self::Forbidden(_) => "forbidden",

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -34,6 +34,7 @@ use self::images::ChatImages;
 use self::service::ChatService;
 use self::store::{ChatStore, StoreLimits};
 use crate::config::Settings;
+use crate::http::identity::{identify, IdentityError};
 use crate::jobs::WorkerPool;
 use crate::rooms::hub::{HubLimits, RoomHub};
 
@@ -91,25 +92,52 @@ pub fn routes(
 #[derive(Deserialize)]
 struct UserParams {
     user: Option<String>,
+    token: Option<String>,
 }
 
-/// Who is connecting. Only `?user=` for now; signed tokens replace it here.
-fn user_of(params: &UserParams, settings: &Settings) -> Result<UserId, ChatError> {
-    let user = params.user.as_deref().ok_or_else(|| {
-        ChatError::InvalidRequest("the user query parameter is required: /ws/chat?user=ID".into())
+/// Who is connecting: `?user=`, or a signed token's `sub` when
+/// `auth.jwt_secret` is set.
+fn user_of(
+    params: &UserParams,
+    headers: &HeaderMap,
+    settings: &Settings,
+) -> Result<UserId, (StatusCode, ChatError)> {
+    let user = identify(
+        &settings.auth,
+        headers,
+        params.token.as_deref(),
+        params.user.as_deref(),
+    )
+    .map_err(|e| match e {
+        IdentityError::MissingName => (
+            StatusCode::BAD_REQUEST,
+            ChatError::InvalidRequest(
+                "the user query parameter is required: /ws/chat?user=ID".into(),
+            ),
+        ),
+        IdentityError::MissingToken | IdentityError::BadToken(_) => (
+            StatusCode::UNAUTHORIZED,
+            ChatError::Unauthorized(e.to_string()),
+        ),
+        IdentityError::BadName => (
+            StatusCode::BAD_REQUEST,
+            ChatError::InvalidRequest(e.to_string()),
+        ),
     })?;
-    envelope::validate_user_id(user, settings.chat.max_user_id_len, "user")?;
-    Ok(user.to_owned())
+    envelope::validate_user_id(&user, settings.chat.max_user_id_len, "user")
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    Ok(user)
 }
 
 async fn open_socket(
     State(state): State<ChatState>,
     Query(params): Query<UserParams>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let user = match user_of(&params, &state.settings) {
+    let user = match user_of(&params, &headers, &state.settings) {
         Ok(user) => user,
-        Err(e) => return error_reply(StatusCode::BAD_REQUEST, &e),
+        Err((status, e)) => return error_reply(status, &e),
     };
     let max_frame = usize::try_from(state.settings.chat.max_frame_bytes).unwrap_or(usize::MAX);
     let max_pending = state.settings.chat.max_pending_requests;
