@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Settings;
+use crate::backend::RedisBackend;
+use crate::config::{BackendKind, Settings};
 use crate::http::{self, AppState};
 use crate::jobs::{JobStore, StoreSettings, WorkerPool};
 
@@ -62,6 +63,23 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         pool.clone(),
     )
     .with_observer(Arc::new(http::metrics::JobMetrics));
+    let backend = match settings.backend.kind {
+        BackendKind::Memory => None,
+        BackendKind::Redis => Some(Arc::new(
+            RedisBackend::connect(
+                &settings.backend,
+                settings.cache.ttl,
+                settings.upload.job_timeout,
+                settings.upload.max_queue,
+            )
+            .await
+            .map_err(backend_error)?,
+        )),
+    };
+    let store = match &backend {
+        Some(b) => store.with_backend(b.clone()),
+        None => store,
+    };
     let state = AppState::new(settings.clone(), store.clone());
 
     let files = settings.storage.open().map_err(|e| StartError::Setup {
@@ -86,6 +104,17 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 
     let (stop, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
+    if let Some(backend) = backend {
+        let loops = backend
+            .start(
+                store.clone(),
+                settings.upload.max_concurrent_tasks,
+                stop_rx.clone(),
+            )
+            .await
+            .map_err(backend_error)?;
+        background.extend(loops);
+    }
 
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -141,6 +170,13 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         background,
         grace: settings.server.shutdown_grace,
     })
+}
+
+fn backend_error(e: crate::backend::BackendError) -> StartError {
+    StartError::Setup {
+        what: "backend.redis_url",
+        message: format!("cannot use Redis: {e}"),
+    }
 }
 
 async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {

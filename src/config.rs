@@ -342,8 +342,25 @@ pub enum BackendKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendSettings {
+    /// `memory` (one instance) or `redis` (instances sharing one Redis form
+    /// one job service; see docs/distributed.md).
     pub kind: BackendKind,
     pub redis_url: String,
+    /// Prefix of every Redis key and channel, so several services (or
+    /// tests) can share one Redis.
+    pub key_prefix: String,
+    /// A job taken by an instance and not finished after this long is
+    /// taken again by another (its worker is presumed dead). Defaults to
+    /// twice `upload.job_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub claim_idle: Option<Duration>,
+}
+
+impl BackendSettings {
+    /// `claim_idle`, or its default for the given job timeout.
+    pub fn claim_idle_or(&self, job_timeout: Duration) -> Duration {
+        self.claim_idle.unwrap_or(job_timeout * 2)
+    }
 }
 
 impl Default for BackendSettings {
@@ -351,6 +368,8 @@ impl Default for BackendSettings {
         Self {
             kind: BackendKind::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "pixpress:".into(),
+            claim_idle: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! server. One process, one pipeline (`pixpress_pipeline`), five protocols.
 
 pub mod app;
+pub mod backend;
 pub mod config;
 pub mod http;
 pub mod jobs;

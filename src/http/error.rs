@@ -61,7 +61,9 @@ impl ApiError {
     /// The status code for a job or pipeline error code.
     pub fn status_for(err: &JobError) -> StatusCode {
         match err {
-            JobError::QueueFull | JobError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            JobError::QueueFull | JobError::ShuttingDown | JobError::BackendUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             JobError::Timeout => StatusCode::UNPROCESSABLE_ENTITY,
             JobError::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
             JobError::Pipeline(p) => match p {

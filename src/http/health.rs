@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (it can take work).
+//! `GET /healthz` (the process answers) and `GET /readyz` (it can take work:
+//! not shutting down, and the job backend answers).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,8 +22,22 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         );
     }
     let stats = state.store.pool().stats();
+    let backend = match state.store.backend() {
+        None => "memory",
+        Some(redis) => match redis.ping().await {
+            Ok(()) => "redis",
+            Err(e) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(
+                        json!({ "status": "backend_unavailable", "backend": "redis", "message": e.to_string() }),
+                    ),
+                )
+            }
+        },
+    };
     (
         StatusCode::OK,
-        Json(json!({ "status": "ready", "backend": "memory", "queue": stats })),
+        Json(json!({ "status": "ready", "backend": backend, "queue": stats })),
     )
 }

@@ -142,7 +142,7 @@ pub async fn upload(
         .to_spec(state.settings.limits.max_dimension)
         .map_err(|e| ApiError::bad_request(e.0))?;
     check_header(&picture, &state)?;
-    let submitted = state.store.submit(picture, spec)?;
+    let submitted = state.store.submit(picture, spec).await?;
     let done = matches!(submitted.variant.state(), VariantState::Done(_));
     let status = if done {
         StatusCode::OK
@@ -258,7 +258,8 @@ async fn find_task(state: &AppState, md5: &str) -> Result<std::sync::Arc<Task>, 
         .ok_or_else(|| ApiError::not_found(format!("no task {md5:?}: not an md5")))?;
     state
         .store
-        .task(&key)
+        .lookup(&key)
+        .await
         .ok_or_else(|| ApiError::not_found(format!("no task {key} (unknown or expired)")))
 }
 

@@ -161,7 +161,7 @@ async fn start_job(
         .to_spec(state.settings.limits.max_dimension)
         .map_err(|e| ApiError::bad_request(e.0))?;
     check_header(&bytes, state)?;
-    let submitted = state.store.submit(bytes, spec)?;
+    let submitted = state.store.submit(bytes, spec).await?;
     Ok((spec, submitted.variant, submitted.task))
 }
 

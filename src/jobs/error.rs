@@ -19,6 +19,9 @@ pub enum JobError {
     /// The server is shutting down and takes no new jobs.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The shared job backend (Redis) did not answer.
+    #[error("the job backend is unavailable, try again in a moment")]
+    BackendUnavailable,
 }
 
 impl JobError {
@@ -30,6 +33,7 @@ impl JobError {
             Self::Timeout => "processing_timeout",
             Self::Panicked => "internal_error",
             Self::ShuttingDown => "shutting_down",
+            Self::BackendUnavailable => "backend_unavailable",
         }
     }
 
@@ -38,7 +42,11 @@ impl JobError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::QueueFull | Self::Timeout | Self::Panicked | Self::ShuttingDown
+            Self::QueueFull
+                | Self::Timeout
+                | Self::Panicked
+                | Self::ShuttingDown
+                | Self::BackendUnavailable
         )
     }
 }

@@ -5,6 +5,10 @@
 //! once while cached, whichever protocol asks), status pushes (each variant
 //! has a `watch` channel, so waiters react at once) and the optional disk
 //! copy of results. It does not speak HTTP or WebSocket.
+//!
+//! With a distributed backend (`with_backend`), the backend holds the truth
+//! (single flight, queue, states, results) and this store is the instance's
+//! mirror of it: its watch channels follow the backend's state changes.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +20,8 @@ use moka::sync::Cache;
 use tokio::sync::watch;
 
 use super::{JobError, TaskKey, VariantSpec, WorkerPool};
+use crate::backend::redis::{Claim, StateEvent};
+use crate::backend::{spec_of, Phase, RedisBackend, VariantRecord};
 use crate::pipeline::{Format, Limits, Output};
 
 /// A finished variant's result. `bytes` is shared, never copied per reader.
@@ -71,6 +77,40 @@ impl Variant {
     pub fn subscribe(&self) -> watch::Receiver<VariantState> {
         self.state.subscribe()
     }
+
+    /// Moves the state forward only (queued, processing, settled): a late,
+    /// older report never undoes a newer one.
+    fn advance(&self, next: VariantState) {
+        fn rank(s: &VariantState) -> u8 {
+            match s {
+                VariantState::Queued => 0,
+                VariantState::Processing => 1,
+                VariantState::Done(_) | VariantState::Failed(_) => 2,
+            }
+        }
+        self.state.send_if_modified(|current| {
+            let forward = rank(&next) > rank(current);
+            if forward {
+                *current = next;
+            }
+            forward
+        });
+    }
+
+    /// Done, or failed for good: a new submission reuses it.
+    fn reusable(&self) -> bool {
+        match &*self.state.borrow() {
+            VariantState::Failed(e) => !e.is_transient(),
+            _ => true,
+        }
+    }
+
+    fn new(spec: VariantSpec, state: VariantState) -> Arc<Self> {
+        Arc::new(Self {
+            spec,
+            state: watch::Sender::new(state),
+        })
+    }
 }
 
 /// All variants of one upload.
@@ -84,6 +124,24 @@ pub struct Task {
 impl Task {
     pub fn variants(&self) -> Vec<Arc<Variant>> {
         self.variants.lock().expect("variants lock").clone()
+    }
+
+    /// The reusable variant with `spec`, or else a new one in `state`
+    /// (replacing a transiently failed one). The flag says it is new.
+    fn variant_or_insert(&self, spec: VariantSpec, state: VariantState) -> (Arc<Variant>, bool) {
+        let mut variants = self.variants.lock().expect("variants lock");
+        let existing = variants.iter().position(|v| v.spec == spec);
+        if let Some(i) = existing {
+            if variants[i].reusable() {
+                return (variants[i].clone(), false);
+            }
+        }
+        let variant = Variant::new(spec, state);
+        match existing {
+            Some(i) => variants[i] = variant.clone(),
+            None => variants.push(variant.clone()),
+        }
+        (variant, true)
     }
 
     fn weight(&self) -> u32 {
@@ -156,6 +214,7 @@ pub struct JobStore {
     output_dir: Option<PathBuf>,
     seq: Arc<AtomicU64>,
     observer: Option<Arc<dyn JobObserver>>,
+    backend: Option<Arc<RedisBackend>>,
 }
 
 impl JobStore {
@@ -172,7 +231,23 @@ impl JobStore {
             output_dir: settings.output_dir,
             seq: Arc::new(AtomicU64::new(0)),
             observer: None,
+            backend: None,
         }
+    }
+
+    /// Shares jobs with other instances through `backend`.
+    pub fn with_backend(mut self, backend: Arc<RedisBackend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// The distributed backend, when there is one.
+    pub fn backend(&self) -> Option<&Arc<RedisBackend>> {
+        self.backend.as_ref()
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn JobObserver>) -> Self {
@@ -184,14 +259,163 @@ impl JobStore {
         &self.pool
     }
 
+    /// The task as this instance knows it (its local mirror).
     pub fn task(&self, key: &TaskKey) -> Option<Arc<Task>> {
         self.tasks.get(key)
     }
 
+    /// The task, loaded from the backend when this instance never saw it.
+    pub async fn lookup(&self, key: &TaskKey) -> Option<Arc<Task>> {
+        if let Some(task) = self.tasks.get(key) {
+            return Some(task);
+        }
+        let backend = self.backend.as_ref()?;
+        let records = match backend.records(key).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, md5 = %key, "cannot load a task");
+                return None;
+            }
+        };
+        let original_size = records.first()?.1.original_size;
+        let task = self.mirror(key, original_size);
+        for (spec, record) in records {
+            self.apply(&task, spec, record).await;
+        }
+        // A change published before the mirror existed was missed: read
+        // what is still pending once more, now that changes reach it.
+        for variant in task.variants() {
+            if !variant.state().is_settled() {
+                if let Ok(Some(record)) = backend.record(key, &variant.spec).await {
+                    self.apply(&task, variant.spec, record).await;
+                }
+            }
+        }
+        Some(task)
+    }
+
+    fn mirror(&self, key: &TaskKey, original_size: usize) -> Arc<Task> {
+        self.tasks.get_with(key.clone(), || {
+            Arc::new(Task {
+                key: key.clone(),
+                original_size,
+                variants: Mutex::new(Vec::new()),
+            })
+        })
+    }
+
+    /// Applies a state change published by any instance to the mirror of
+    /// a task this instance knows (others are loaded when asked for).
+    pub(crate) async fn apply_event(&self, event: StateEvent) {
+        let (Some(key), Some(spec)) = (TaskKey::parse(&event.md5), spec_of(&event.variant)) else {
+            return;
+        };
+        if let Some(task) = self.tasks.get(&key) {
+            self.apply(&task, spec, event.record).await;
+        }
+    }
+
+    /// Brings the mirror's variant to `record`'s state (fetching a done
+    /// result's bytes).
+    async fn apply(&self, task: &Arc<Task>, spec: VariantSpec, record: VariantRecord) {
+        let Some(backend) = &self.backend else { return };
+        let result = if record.state == Phase::Done {
+            match backend.result(&task.key, &spec).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, md5 = %task.key, "cannot fetch a result");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let state = match record.to_state(result) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, md5 = %task.key, "cannot mirror a variant");
+                return;
+            }
+        };
+        let settled = state.is_settled();
+        let (variant, _) = task.variant_or_insert(spec, state.clone());
+        variant.advance(state);
+        if settled {
+            // Insert again so the cache weighs the result and restarts the TTL.
+            self.tasks.insert(task.key.clone(), task.clone());
+        }
+    }
+
     /// Submits `bytes` with `spec`. An identical variant already done or in
     /// flight is returned as is; a new one is admitted to the pool at once
-    /// or refused with `QueueFull` (and then leaves no trace).
-    pub fn submit(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
+    /// or refused with `QueueFull` (and then leaves no trace). With a
+    /// backend, single flight and the queue bound span every instance.
+    pub async fn submit(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
+        match self.backend.clone() {
+            None => self.submit_local(bytes, spec),
+            Some(backend) => self.submit_shared(&backend, bytes, spec).await,
+        }
+    }
+
+    async fn submit_shared(
+        &self,
+        backend: &RedisBackend,
+        bytes: Bytes,
+        spec: VariantSpec,
+    ) -> Result<Submitted, JobError> {
+        let key = TaskKey::of(&bytes);
+        let task = self.mirror(&key, bytes.len());
+        let known = task
+            .variants()
+            .into_iter()
+            .find(|v| v.spec == spec && v.reusable());
+        if let Some(variant) = known {
+            return Ok(Submitted {
+                task,
+                variant,
+                deduplicated: true,
+            });
+        }
+        let unavailable = |e: crate::backend::BackendError| {
+            tracing::warn!(error = %e, "the job backend failed");
+            JobError::BackendUnavailable
+        };
+        match backend
+            .claim(&key, &spec, bytes.len())
+            .await
+            .map_err(unavailable)?
+        {
+            Claim::QueueFull => Err(JobError::QueueFull),
+            Claim::Won => {
+                // The mirror exists before the job does, so no change is missed.
+                let (variant, _) = task.variant_or_insert(spec, VariantState::Queued);
+                if let Err(e) = backend.enqueue(&key, &spec, &bytes).await {
+                    let failed = VariantRecord::failed(bytes.len(), &JobError::BackendUnavailable);
+                    let _ = backend.publish(&key, &spec, &failed, None).await;
+                    variant.advance(VariantState::Failed(JobError::BackendUnavailable));
+                    return Err(unavailable(e));
+                }
+                Ok(Submitted {
+                    task,
+                    variant,
+                    deduplicated: false,
+                })
+            }
+            Claim::Existing(record) => {
+                let (variant, _) = task.variant_or_insert(spec, VariantState::Queued);
+                // Read again now that the mirror receives changes.
+                let fresh = backend.record(&key, &spec).await.ok().flatten();
+                self.apply(&task, spec, fresh.unwrap_or(record)).await;
+                Ok(Submitted {
+                    task,
+                    variant,
+                    deduplicated: true,
+                })
+            }
+        }
+    }
+
+    fn submit_local(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
         let key = TaskKey::of(&bytes);
         let original_size = bytes.len();
         let task = self.tasks.get_with(key.clone(), || {
@@ -294,8 +518,22 @@ impl JobStore {
         self.tasks.insert(task.key.clone(), task.clone());
     }
 
+    /// Reports a finished job to the observer (metrics).
+    pub(crate) fn observe(
+        &self,
+        format: Format,
+        outcome: &'static str,
+        elapsed: Duration,
+        bytes_in: usize,
+        bytes_out: usize,
+    ) {
+        if let Some(observer) = &self.observer {
+            observer.finished(format, outcome, elapsed, bytes_in, bytes_out);
+        }
+    }
+
     /// Writes a result to `output_dir` atomically (temp file, then rename).
-    async fn write_copy(&self, key: &TaskKey, spec: &VariantSpec, bytes: &Bytes) {
+    pub(crate) async fn write_copy(&self, key: &TaskKey, spec: &VariantSpec, bytes: &Bytes) {
         let Some(dir) = &self.output_dir else { return };
         let name = format!("{key}-{}.{}", spec.file_stem(), spec.format.extension());
         let final_path = dir.join(&name);
