@@ -512,3 +512,25 @@ async fn the_share_script_puts_a_file_into_the_room() {
     assert_eq!(seen.complete["filename"], "holiday.jpg");
     assert_eq!(decoded(&seen.bytes()), (ImageFormat::WebP, 800, 400));
 }
+
+#[tokio::test]
+async fn with_a_jwt_secret_the_name_is_the_tokens_subject() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let mut s = settings();
+    s.auth.jwt_secret = Some("room-secret".into());
+    let addr = serve(s).await;
+
+    let url = format!("ws://{addr}/ws/share/jwt?name=mallory");
+    let refused = tokio_tungstenite::connect_async(url).await.unwrap_err();
+    assert!(refused.to_string().contains("401"), "{refused}");
+
+    let token = encode(
+        &Header::default(),
+        &json!({"sub":"ann","exp":4_000_000_000u64}),
+        &EncodingKey::from_secret(b"room-secret"),
+    )
+    .unwrap();
+    let mut ann = Client::connect(addr, &format!("/ws/share/jwt?name=mallory&token={token}")).await;
+    ann.send_json(json!({"type":"text","text":"signed"})).await;
+    assert_eq!(ann.expect("text").await["from"], "ann");
+}

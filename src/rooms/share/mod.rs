@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
@@ -29,9 +29,13 @@ use self::upload::{Added, UploadError, UploadKey, UploadLimits, Uploads};
 use super::hub::{HubLimits, MemberHandle, Membership, RoomHub};
 use super::socket::{self, Session};
 use super::wire::{self, json, Frame};
-use crate::config::{Settings, ShareSettings};
+use crate::config::{AuthSettings, Settings, ShareSettings};
+use crate::http::identity::{self, IdentityError};
 use crate::jobs::WorkerPool;
 use crate::pipeline::{Fit, Format, Options, Step};
+
+/// The name of a member who gives none (auth off).
+const ANONYMOUS: &str = "anonymous";
 
 /// JSON envelope allowance on top of a chunk's or a text's characters.
 const ENVELOPE_BYTES: usize = 4096;
@@ -47,6 +51,7 @@ struct Inner {
     history: History,
     pool: WorkerPool,
     settings: ShareSettings,
+    auth: AuthSettings,
     upload_limits: UploadLimits,
     options: Options,
 }
@@ -54,6 +59,8 @@ struct Inner {
 #[derive(Debug, Deserialize)]
 pub struct JoinQuery {
     name: Option<String>,
+    /// A signed token, for browsers that cannot set `Authorization`.
+    token: Option<String>,
 }
 
 impl ShareRooms {
@@ -84,6 +91,7 @@ impl ShareRooms {
                 upload_limits: UploadLimits::from_settings(&share),
                 options,
                 settings: share,
+                auth: settings.auth.clone(),
             }),
         }
     }
@@ -135,19 +143,36 @@ fn chunk_chars(s: &ShareSettings) -> usize {
     (s.chunk_size / 4 * 4).max(4)
 }
 
-/// `GET /ws/share/{room}?name=NAME`
+/// `GET /ws/share/{room}?name=NAME`. With `auth.jwt_secret` set, the name
+/// is the `sub` of a signed token instead.
 pub async fn upgrade(
     State(rooms): State<ShareRooms>,
     Path(room): Path<String>,
     Query(query): Query<JoinQuery>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     if let Err(e) = wire::check_room(&room) {
         return (StatusCode::BAD_REQUEST, e).into_response();
     }
-    let name = match wire::check_member_name(query.name.as_deref(), "anonymous") {
+    let claimed = query
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(ANONYMOUS);
+    let name = identity::identify(
+        &rooms.inner.auth,
+        &headers,
+        query.token.as_deref(),
+        Some(claimed),
+    );
+    let name = match name {
         Ok(name) => name,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e @ IdentityError::MissingToken | e @ IdentityError::BadToken(_)) => {
+            return (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
+        }
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let limit = rooms.max_frame_bytes();
     ws.max_message_size(limit)
