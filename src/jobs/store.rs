@@ -127,13 +127,13 @@ impl Task {
     }
 
     /// The reusable variant with `spec`, or else a new one in `state`
-    /// (replacing a transiently failed one). The flag says it is new.
-    fn variant_or_insert(&self, spec: VariantSpec, state: VariantState) -> (Arc<Variant>, bool) {
+    /// (replacing a transiently failed one).
+    fn variant_or_insert(&self, spec: VariantSpec, state: VariantState) -> Arc<Variant> {
         let mut variants = self.variants.lock().expect("variants lock");
         let existing = variants.iter().position(|v| v.spec == spec);
         if let Some(i) = existing {
             if variants[i].reusable() {
-                return (variants[i].clone(), false);
+                return variants[i].clone();
             }
         }
         let variant = Variant::new(spec, state);
@@ -141,7 +141,7 @@ impl Task {
             Some(i) => variants[i] = variant.clone(),
             None => variants.push(variant.clone()),
         }
-        (variant, true)
+        variant
     }
 
     fn weight(&self) -> u32 {
@@ -338,7 +338,7 @@ impl JobStore {
             }
         };
         let settled = state.is_settled();
-        let (variant, _) = task.variant_or_insert(spec, state.clone());
+        let variant = task.variant_or_insert(spec, state.clone());
         variant.advance(state);
         if settled {
             // Insert again so the cache weighs the result and restarts the TTL.
@@ -388,7 +388,7 @@ impl JobStore {
             Claim::QueueFull => Err(JobError::QueueFull),
             Claim::Won => {
                 // The mirror exists before the job does, so no change is missed.
-                let (variant, _) = task.variant_or_insert(spec, VariantState::Queued);
+                let variant = task.variant_or_insert(spec, VariantState::Queued);
                 if let Err(e) = backend.enqueue(&key, &spec, &bytes).await {
                     let failed = VariantRecord::failed(bytes.len(), &JobError::BackendUnavailable);
                     let _ = backend.publish(&key, &spec, &failed, None).await;
@@ -402,7 +402,7 @@ impl JobStore {
                 })
             }
             Claim::Existing(record) => {
-                let (variant, _) = task.variant_or_insert(spec, VariantState::Queued);
+                let variant = task.variant_or_insert(spec, VariantState::Queued);
                 // Read again now that the mirror receives changes.
                 let fresh = backend.record(&key, &spec).await.ok().flatten();
                 self.apply(&task, spec, fresh.unwrap_or(record)).await;
