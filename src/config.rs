@@ -587,6 +587,33 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_config_file_names_every_key() {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml"))
+                .unwrap();
+        let debug = format!("{:#?}", Settings::default());
+        let missing: Vec<&str> = debug
+            .lines()
+            .filter_map(|l| l.trim_start().split_once(": ").map(|(k, _)| k))
+            .filter(|k| {
+                k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+            })
+            .filter(|k| {
+                !text.lines().any(|l| {
+                    l.trim_start()
+                        .trim_start_matches("# ")
+                        .starts_with(&format!("{k}:"))
+                })
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "config.yaml does not document {missing:?}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
