@@ -55,7 +55,10 @@ fn main() {
         .filter_map(|(_, b)| pipeline::probe(b, &limits).ok())
         .map(|i| i.width as f64 * i.height as f64 / 1e6)
         .sum();
-    println!("{} images, {mpix:.1} MP, {workers} workers, quality {quality}", images.len());
+    println!(
+        "{} images, {mpix:.1} MP, {workers} workers, quality {quality}",
+        images.len()
+    );
     println!("format  jobs  ok  seconds  jobs/s  MP/s  out/in");
     for format in formats {
         let next = AtomicUsize::new(0);
@@ -65,7 +68,9 @@ fn main() {
             for _ in 0..workers {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((_, bytes)) = images.get(i) else { break };
+                    let Some((_, bytes)) = images.get(i) else {
+                        break;
+                    };
                     let options = Options {
                         quality: Some(quality),
                         ..Options::new(format)
