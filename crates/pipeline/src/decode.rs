@@ -104,6 +104,13 @@ pub fn probe(input: &[u8], limits: &Limits) -> Result<ImageInfo, PipelineError> 
         jpeg_markers::check_complete(input)?;
         let (width, height) = jpeg_markers::frame_size(input)?;
         check_dimensions(width, height, limits)?;
+        // JPEG is decoded by libjpeg, not the `image` crate (which lacks
+        // arithmetic coding): the frame header is all probe needs.
+        return Ok(ImageInfo {
+            format,
+            width,
+            height,
+        });
     }
     let decoder = decoder_for(input, format, limits)?;
     let (width, height) = decoder.dimensions();
