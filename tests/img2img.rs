@@ -290,6 +290,10 @@ async fn requests_in_flight_per_connection_are_bounded() {
     assert_eq!(e["timestamp"], "second");
     let (meta, _) = binary_result(&mut c).await;
     assert_eq!(meta["timestamp"], "first");
+    // The place is free by the time the answer arrives.
+    send_binary_request(&mut c, "", json!("third"), jpeg(32, 32)).await;
+    let (meta, _) = binary_result(&mut c).await;
+    assert_eq!(meta["timestamp"], "third");
 }
 
 /// The documented Python example, run as is against the server.

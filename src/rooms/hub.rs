@@ -386,6 +386,11 @@ impl Outbound {
         self.queue.recv().await
     }
 
+    /// A queued message if there is one right now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        self.queue.try_recv().ok()
+    }
+
     /// A signal that completes once the member has been dropped as too
     /// slow: what is still queued should then be discarded, not written.
     pub fn kick_signal(&self) -> KickSignal {

@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 
 use super::hub::Outbound;
 
 /// How long queued messages may take to reach a departing client.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Queued messages written before one flush.
+const MAX_BATCH: usize = 64;
 
 /// WebSocket close code for a message over the size limit (RFC 6455).
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -42,7 +46,7 @@ pub trait Session: Send {
 }
 
 /// Runs a member's connection to its end. `preface` is written before
-/// anything from the queue (a late joiner's history).
+/// anything from the queue (a late joiner's history, a welcome).
 pub async fn serve(
     socket: WebSocket,
     outbound: Outbound,
@@ -53,20 +57,26 @@ pub async fn serve(
     let mut send_task = tokio::spawn(async move {
         let mut outbound = outbound;
         let kick = outbound.kick_signal();
-        let mut preface = preface.into_iter();
+        // A client that stops reading blocks these writes; once it has been
+        // dropped as too slow, give up on it.
+        let history = async {
+            for msg in preface {
+                sink.feed(msg).await?;
+            }
+            sink.flush().await
+        };
+        tokio::select! {
+            sent = history => if sent.is_err() { return },
+            () = kick.kicked() => return,
+        }
         loop {
-            let next = match preface.next() {
-                Some(msg) => Some(msg),
-                None => tokio::select! {
-                    msg = outbound.recv() => msg,
-                    () = kick.kicked() => return,
-                },
+            let next = tokio::select! {
+                msg = outbound.recv() => msg,
+                () = kick.kicked() => return,
             };
-            let Some(msg) = next else { break };
-            // A client that stops reading blocks this write; once it has
-            // been dropped as too slow, give up on it.
+            let Some(first) = next else { break };
             tokio::select! {
-                sent = sink.send(msg) => if sent.is_err() { return },
+                sent = write_batch(&mut sink, first, &mut outbound) => if sent.is_err() { return },
                 () = kick.kicked() => return,
             }
         }
@@ -127,6 +137,24 @@ pub async fn refuse(mut socket: WebSocket, first: Message, code: u16, reason: &s
             reason: Utf8Bytes::from(reason.to_owned()),
         })))
         .await;
+}
+
+/// Writes `first` and whatever else is already queued (up to
+/// `MAX_BATCH`), then flushes once: a result's metadata and its binary frame
+/// leave in one write instead of waiting on each other's acknowledgement.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    first: Message,
+    outbound: &mut Outbound,
+) -> Result<(), axum::Error> {
+    sink.feed(first).await?;
+    for _ in 1..MAX_BATCH {
+        match outbound.try_recv() {
+            Some(msg) => sink.feed(msg).await?,
+            None => break,
+        }
+    }
+    sink.flush().await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

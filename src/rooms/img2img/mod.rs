@@ -341,7 +341,6 @@ impl Img2ImgSession {
         let timeout = settings.processing_timeout;
         let member = self.member.handle();
         tokio::spawn(async move {
-            let _permit: OwnedSemaphorePermit = permit;
             let image = request.image.clone();
             let run = admission.run(image, options, || {});
             let result = match tokio::time::timeout(timeout, run).await {
@@ -350,6 +349,9 @@ impl Img2ImgSession {
                 }
                 Ok(result) => result.map_err(RequestError::from),
             };
+            // Free the place before answering: a client may send its next
+            // request as soon as it has the answer.
+            drop::<OwnedSemaphorePermit>(permit);
             match result {
                 Ok(output) => deliver(&member, &request, &ignored, output),
                 Err(e) => send_error(&member, &e, &request.timestamp),
