@@ -552,14 +552,7 @@ impl RedisBackend {
             .await;
         let (record, bytes, outcome) = match result {
             Ok(output) => {
-                let finished = Finished {
-                    bytes: Bytes::from(output.bytes),
-                    format: output.format,
-                    width: output.width,
-                    height: output.height,
-                    kept_original: output.kept_original,
-                    finished_seq: now_micros(),
-                };
+                let finished = Finished::from_output(output, now_micros());
                 store.write_copy(key, spec, &finished.bytes).await;
                 let record = VariantRecord::done(original_size, &finished);
                 (record, Some(finished.bytes), "done")

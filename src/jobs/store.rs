@@ -36,6 +36,20 @@ pub struct Finished {
     pub finished_seq: u64,
 }
 
+impl Finished {
+    /// The stored form of a pipeline output; `finished_seq` orders completions.
+    pub fn from_output(output: Output, finished_seq: u64) -> Self {
+        Self {
+            bytes: Bytes::from(output.bytes),
+            format: output.format,
+            width: output.width,
+            height: output.height,
+            kept_original: output.kept_original,
+            finished_seq,
+        }
+    }
+}
+
 /// Where a variant is in its life.
 #[derive(Debug, Clone)]
 pub enum VariantState {
@@ -486,14 +500,8 @@ impl JobStore {
         let format = variant.spec.format;
         let (state, outcome, out_len) = match result {
             Ok(output) => {
-                let finished = Finished {
-                    bytes: Bytes::from(output.bytes),
-                    format: output.format,
-                    width: output.width,
-                    height: output.height,
-                    kept_original: output.kept_original,
-                    finished_seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-                };
+                let finished =
+                    Finished::from_output(output, self.seq.fetch_add(1, Ordering::Relaxed) + 1);
                 self.write_copy(&task.key, &variant.spec, &finished.bytes)
                     .await;
                 let len = finished.bytes.len();
@@ -505,15 +513,13 @@ impl JobStore {
             }
         };
         variant.state.send_replace(state);
-        if let Some(observer) = &self.observer {
-            observer.finished(
-                format,
-                outcome,
-                started.elapsed(),
-                task.original_size,
-                out_len,
-            );
-        }
+        self.observe(
+            format,
+            outcome,
+            started.elapsed(),
+            task.original_size,
+            out_len,
+        );
         // Insert again so the cache weighs the result and restarts the TTL.
         self.tasks.insert(task.key.clone(), task.clone());
     }
