@@ -5,11 +5,15 @@
 //!     pxcli probe FILE
 //!
 //! Prints one line: `format width height bytes milliseconds [kept_original]`.
+//!
+//! `--encoder-only` skips the never-larger rule and the byte budget (decode
+//! then one encode), so encoders can be compared with other encoders;
+//! `--jpeg-trellis on|off` then overrides the JPEG encoder's trellis choice.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use pixpress_pipeline::{probe, process, recipe, Format, Limits, Options};
+use pixpress_pipeline::{probe, process, recipe, stages, Format, Limits, Options, PipelineError};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -50,12 +54,19 @@ fn main() -> ExitCode {
 fn run_process(input: &[u8], rest: &[String]) -> ExitCode {
     let mut options = Options::default();
     let mut out = None;
+    let mut encoder_only = false;
+    let mut trellis = None;
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
+        if flag == "--encoder-only" {
+            encoder_only = true;
+            continue;
+        }
         let Some(value) = it.next() else {
             return usage();
         };
         match flag.as_str() {
+            "--jpeg-trellis" => trellis = Some(value == "on"),
             "--format" => match value.parse::<Format>() {
                 Ok(f) => options.format = f,
                 Err(e) => {
@@ -79,7 +90,12 @@ fn run_process(input: &[u8], rest: &[String]) -> ExitCode {
         }
     }
     let start = Instant::now();
-    match process(input, &options) {
+    let result = if encoder_only {
+        encode_only(input, &options, trellis)
+    } else {
+        process(input, &options)
+    };
+    match result {
         Ok(o) => {
             let ms = start.elapsed().as_secs_f64() * 1000.0;
             println!(
@@ -108,4 +124,28 @@ fn run_process(input: &[u8], rest: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Decode, then one encode: no never-larger rule, no budget, no steps.
+fn encode_only(
+    input: &[u8],
+    options: &Options,
+    trellis: Option<bool>,
+) -> Result<pixpress_pipeline::Output, PipelineError> {
+    let image = stages::decode(input, &options.limits)?;
+    let quality = options.effective_quality();
+    let bytes = match (options.format, trellis) {
+        (Format::Jpeg, Some(t)) => stages::encode_jpeg(&image, quality, t)?,
+        (format, _) => stages::encode(&image, format, quality)?,
+    };
+    Ok(pixpress_pipeline::Output {
+        size: bytes.len(),
+        bytes,
+        format: options.format,
+        mime: options.format.mime(),
+        width: image.width(),
+        height: image.height(),
+        original_size: input.len(),
+        kept_original: false,
+    })
 }

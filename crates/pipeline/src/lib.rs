@@ -106,6 +106,69 @@ pub fn process(input: &[u8], options: &Options) -> Result<Output, PipelineError>
     }
 }
 
+/// The pipeline's stages one by one, for benchmarks and tools that measure
+/// them separately. Not part of the stable API: signatures follow the
+/// `image` crate's types and may change with it.
+#[doc(hidden)]
+pub mod stages {
+    use image::DynamicImage;
+
+    use crate::{Format, Limits, PipelineError};
+
+    /// Sniff, check limits, decode, orient, convert to sRGB.
+    pub fn decode(input: &[u8], limits: &Limits) -> Result<DynamicImage, PipelineError> {
+        crate::decode::decode(input, limits).map(|d| d.image)
+    }
+
+    /// Lanczos3 resize to exactly `width`x`height`.
+    pub fn resize(
+        image: &DynamicImage,
+        width: u32,
+        height: u32,
+    ) -> Result<DynamicImage, PipelineError> {
+        crate::ops::resize(image, width, height, false)
+    }
+
+    /// One encode at `quality`, as `process` does it.
+    pub fn encode(
+        image: &DynamicImage,
+        format: Format,
+        quality: u8,
+    ) -> Result<Vec<u8>, PipelineError> {
+        let settings = crate::encode::EncodeSettings {
+            format,
+            quality,
+            background: crate::DEFAULT_BACKGROUND,
+            deadline: None,
+        };
+        crate::encode::encode(image, &settings)
+    }
+
+    /// JPEG with or without trellis quantisation (the measurement behind
+    /// the encoder's default).
+    pub fn encode_jpeg(
+        image: &DynamicImage,
+        quality: u8,
+        trellis: bool,
+    ) -> Result<Vec<u8>, PipelineError> {
+        let rgb = image.to_rgb8();
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        crate::encode::jpeg::encode_raw(
+            rgb.as_raw(),
+            w,
+            h,
+            mozjpeg::ColorSpace::JCS_RGB,
+            quality,
+            trellis,
+        )
+    }
+
+    /// Lossless PNG (the fallback when the palette cannot reach the quality).
+    pub fn encode_png_lossless(image: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
+        crate::encode::png::encode_lossless(image, None)
+    }
+}
+
 /// Reads only the header: format and dimensions, checked against `limits`.
 /// For JPEG it also walks the marker segments, so a truncated file fails here.
 pub fn probe(input: &[u8], limits: &Limits) -> Result<ImageInfo, PipelineError> {

@@ -332,7 +332,11 @@ fn strip_app14(jpeg: &[u8]) -> Vec<u8> {
 #[test]
 fn arithmetic_coded_jpeg_decodes_like_its_huffman_twin() {
     let info = probe(&fixture("ljt-testimgari.jpg"), &Limits::default()).unwrap();
-    assert_eq!((info.width, info.height), (227, 149), "probe reads arithmetic JPEGs too");
+    assert_eq!(
+        (info.width, info.height),
+        (227, 149),
+        "probe reads arithmetic JPEGs too"
+    );
     let ari = process(&fixture("ljt-testimgari.jpg"), &png_options()).unwrap();
     let huff = process(&fixture("ljt-testorig.jpg"), &png_options()).unwrap();
     assert_eq!((ari.width, ari.height), (227, 149));

@@ -1,4 +1,7 @@
-//! JPEG with mozjpeg: progressive, optimised Huffman tables, 4:2:0 chroma.
+//! JPEG with mozjpeg: progressive, optimised Huffman tables, 4:2:0 chroma,
+//! the quantisation tables mozjpeg itself defaults to (N. Robidoux's, as in
+//! ImageMagick), and no trellis quantisation (see the crate README: trellis
+//! saves a further ~7% of bytes at equal SSIM but encodes about 4x slower).
 //!
 //! Alpha is flattened onto the background first. mozjpeg reports libjpeg
 //! errors by panicking; the panic is contained and becomes an error.
@@ -9,8 +12,8 @@ use mozjpeg::{ColorSpace, Compress};
 use super::{contain_panic, flatten};
 use crate::PipelineError;
 
-/// Whether trellis quantisation is used (see the crate README for the figures
-/// behind this choice).
+/// Whether trellis quantisation is used (the figures behind this choice are
+/// in the crate README).
 pub(crate) const TRELLIS: bool = false;
 
 pub(crate) fn encode(
@@ -36,8 +39,9 @@ pub(crate) fn encode(
 }
 
 /// Encodes packed 8-bit pixels. `trellis` selects mozjpeg's full search
-/// (trellis quantisation, scan optimisation); without it the settings are
-/// libjpeg-turbo's plus progressive mode and optimised Huffman tables.
+/// (trellis quantisation, scan optimisation); without it, libjpeg-turbo's
+/// fast settings with mozjpeg's tables, progressive mode and optimised
+/// Huffman tables.
 pub(crate) fn encode_raw(
     pixels: &[u8],
     width: usize,
@@ -53,6 +57,11 @@ pub(crate) fn encode_raw(
         }
         c.set_size(width, height);
         c.set_quality(f32::from(quality));
+        if !trellis {
+            let table = mozjpeg::qtable::NRobidoux.scaled(f32::from(quality), f32::from(quality));
+            c.set_luma_qtable(&table);
+            c.set_chroma_qtable(&table);
+        }
         c.set_progressive_mode();
         c.set_optimize_coding(true);
         let io = |e: std::io::Error| PipelineError::Encode(format!("mozjpeg: {e}"));

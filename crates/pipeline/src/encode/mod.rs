@@ -5,8 +5,8 @@
 
 #[cfg(feature = "avif")]
 mod avif;
-mod jpeg;
-mod png;
+pub(crate) mod jpeg;
+pub(crate) mod png;
 mod webp;
 
 use std::time::Instant;

@@ -1,0 +1,98 @@
+//! Decode, resize and each encoder on corpus images (../shared/corpus beside
+//! the repository). Skips, with a note, when the corpus is absent.
+//!
+//!     cargo bench -p pixpress-pipeline --bench stages
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pixpress_pipeline::stages;
+use pixpress_pipeline::{Format, Limits};
+
+fn corpus(rel: &str) -> Option<Vec<u8>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus")
+        .join(rel);
+    std::fs::read(path).ok()
+}
+
+const PHOTO: &str = "photo/plasma-EveningGlow-2560x1600.jpg";
+const GRAPHIC: &str = "graphic/imagepng-lorem_ipsum_screenshot.png";
+const PNG_PHOTO: &str = "graphic/imagepng-kodim23.png";
+const WEBP: &str = "webp/libwebp-lossless_color_transform.webp";
+
+fn bench(c: &mut Criterion) {
+    let (Some(photo), Some(graphic), Some(png_photo), Some(webp)) = (
+        corpus(PHOTO),
+        corpus(GRAPHIC),
+        corpus(PNG_PHOTO),
+        corpus(WEBP),
+    ) else {
+        eprintln!("corpus absent: benches skipped");
+        return;
+    };
+    let limits = Limits::default();
+
+    let mut g = c.benchmark_group("decode");
+    for (name, bytes) in [
+        ("jpeg_4mp", &photo),
+        ("png_rgb", &png_photo),
+        ("png_rgba", &graphic),
+        ("webp", &webp),
+    ] {
+        let img = stages::decode(bytes, &limits).unwrap();
+        g.throughput(Throughput::Elements(u64::from(img.width() * img.height())));
+        g.bench_function(name, |b| b.iter(|| stages::decode(bytes, &limits).unwrap()));
+    }
+    g.finish();
+
+    let big = stages::decode(&photo, &limits).unwrap();
+    let mut g = c.benchmark_group("resize");
+    g.throughput(Throughput::Elements(u64::from(big.width() * big.height())));
+    g.bench_function("lanczos3_4mp_to_1mp", |b| {
+        b.iter(|| stages::resize(&big, big.width() / 2, big.height() / 2).unwrap())
+    });
+    g.finish();
+
+    // Encoders on a 1 MP photo and the screenshot; AVIF on a smaller photo.
+    let photo_1mp = stages::resize(&big, 1280, 800).unwrap();
+    let screenshot = stages::decode(&graphic, &limits).unwrap();
+    let photo_small = stages::resize(&big, 512, 320).unwrap();
+    let mut g = c.benchmark_group("encode");
+    for (label, img) in [("photo_1mp", &photo_1mp), ("screenshot", &screenshot)] {
+        g.throughput(Throughput::Elements(u64::from(img.width() * img.height())));
+        for format in [Format::Webp, Format::Jpeg, Format::Png] {
+            g.bench_with_input(BenchmarkId::new(format.name(), label), img, |b, img| {
+                b.iter(|| stages::encode(img, format, 80).unwrap())
+            });
+        }
+        g.bench_with_input(BenchmarkId::new("jpg_trellis", label), img, |b, img| {
+            b.iter(|| stages::encode_jpeg(img, 80, true).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("png_lossless", label), img, |b, img| {
+            b.iter(|| stages::encode_png_lossless(img).unwrap())
+        });
+    }
+    if Format::Avif.available() {
+        g.throughput(Throughput::Elements(u64::from(
+            photo_small.width() * photo_small.height(),
+        )));
+        g.bench_with_input(
+            BenchmarkId::new("avif", "photo_0.16mp"),
+            &photo_small,
+            |b, img| b.iter(|| stages::encode(img, Format::Avif, 60).unwrap()),
+        );
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
