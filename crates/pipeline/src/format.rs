@@ -96,10 +96,7 @@ impl Format {
 
     /// Whether this build can encode the format.
     pub fn available(self) -> bool {
-        match self {
-            Self::Avif => cfg!(feature = "avif"),
-            _ => true,
-        }
+        !matches!(self, Self::Avif) || cfg!(feature = "avif")
     }
 }
 

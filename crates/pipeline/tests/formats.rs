@@ -175,3 +175,18 @@ fn the_format_is_sniffed_from_bytes_not_names() {
     .unwrap_err();
     assert_eq!(err.code(), "unsupported_format");
 }
+
+#[test]
+fn avif_needs_its_feature() {
+    let input = encode_with_image(
+        &DynamicImage::ImageRgba8(quadrants(16, 16, true)),
+        ImageFormat::Png,
+    );
+    let result = process(&input, &Options::new(Format::Avif));
+    if Format::Avif.available() {
+        let out = result.unwrap();
+        assert_eq!(out.mime, "image/avif");
+    } else {
+        assert_eq!(result.unwrap_err().code(), "format_unavailable");
+    }
+}

@@ -40,6 +40,15 @@ pub(crate) fn encode(image: &DynamicImage, s: &EncodeSettings) -> Result<Vec<u8>
     }
 }
 
+/// Whether the image has an alpha channel with a pixel that is not opaque.
+pub(crate) fn has_transparency(image: &DynamicImage) -> bool {
+    match image {
+        DynamicImage::ImageLumaA8(b) => b.pixels().any(|p| p.0[1] < 255),
+        DynamicImage::ImageRgba8(b) => b.pixels().any(|p| p.0[3] < 255),
+        other => other.color().has_alpha(),
+    }
+}
+
 /// Composites an image with alpha onto `background` (straight alpha, sRGB
 /// values, as browsers show it on a plain page).
 pub(crate) fn flatten(image: &DynamicImage, background: [u8; 3]) -> RgbImage {

@@ -10,6 +10,7 @@ use oxipng::{BitDepth, ColorType, Deflaters, Options, RawImage, RowFilter, Strip
 
 use crate::PipelineError;
 
+#[cfg(feature = "imagequant")]
 /// The palette quality range for a requested quality `q`: `q-15 .. q`, so the
 /// default 80 is pngquant's `--quality 65-80`.
 pub(crate) fn quality_range(q: u8) -> (u8, u8) {
@@ -17,6 +18,7 @@ pub(crate) fn quality_range(q: u8) -> (u8, u8) {
     (max.saturating_sub(15), max)
 }
 
+#[cfg(feature = "imagequant")]
 /// imagequant speed (1 slowest - 10 fastest); 4 is pngquant's default.
 const QUANT_SPEED: i32 = 4;
 
@@ -57,9 +59,9 @@ pub(crate) fn encode(
     quality: u8,
     deadline: Option<Instant>,
 ) -> Result<Vec<u8>, PipelineError> {
-    let pixels = u64::from(image.width()) * u64::from(image.height());
     #[cfg(feature = "imagequant")]
     if let Some(raw) = quantize(image, quality)? {
+        let pixels = u64::from(image.width()) * u64::from(image.height());
         return optimise(&raw, &oxipng_options(pixels, true, deadline));
     }
     #[cfg(not(feature = "imagequant"))]

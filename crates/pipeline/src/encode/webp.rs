@@ -1,4 +1,5 @@
-//! WebP with libwebp: lossy at the given quality, alpha kept.
+//! WebP with libwebp: lossy at the given quality, alpha kept (an alpha
+//! channel that is opaque everywhere is dropped).
 
 use image::DynamicImage;
 use webp::{Encoder, WebPConfig};
@@ -24,7 +25,7 @@ pub(crate) fn encode(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, Pipel
     config.alpha_quality = 100;
     let rgba;
     let rgb;
-    let encoder = if image.color().has_alpha() {
+    let encoder = if super::has_transparency(image) {
         rgba = image.to_rgba8();
         Encoder::from_rgba(rgba.as_raw(), w, h)
     } else {
