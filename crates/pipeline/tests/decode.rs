@@ -127,6 +127,35 @@ fn check_bad_dir(dir: &Path) -> usize {
     n
 }
 
+/// Strict decoding must not refuse real images: every good corpus file goes
+/// through (shrunk, to keep the test quick).
+#[test]
+fn every_good_corpus_image_is_processed() {
+    let mut n = 0;
+    for folder in ["photo", "graphic", "webp", "gif", "exif"] {
+        let Some(dir) = corpus(folder) else {
+            eprintln!("corpus absent: skipped");
+            return;
+        };
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let opts = Options {
+                steps: vec![pixpress_pipeline::Step::Resize {
+                    width: Some(96),
+                    height: Some(96),
+                    fit: pixpress_pipeline::Fit::Inside,
+                }],
+                ..Options::new(Format::Webp)
+            };
+            let out = process(&bytes, &opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(out.width <= 96 && out.height <= 96 && out.width > 0 && out.height > 0);
+            n += 1;
+        }
+    }
+    assert!(n > 70, "{n} files");
+}
+
 #[test]
 fn committed_bad_files_are_refused_cleanly() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad");
