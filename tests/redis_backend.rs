@@ -184,6 +184,8 @@ async fn an_upload_on_one_instance_is_followed_and_downloaded_on_another() {
     assert_eq!(on_b[0]["status"], "done", "{on_b:?}");
     assert_eq!(on_b[0]["original_size"], image.len());
     let from_b = download(&base_url(&b), &md5).await;
+    // A learns of the result through the published event: wait for it there too.
+    assert_eq!(status(&base_url(&a), &md5, 20).await[0]["status"], "done");
     let from_a = download(&base_url(&a), &md5).await;
     assert_eq!(from_a, from_b);
     assert_eq!(on_b[0]["size"], from_b.len());
