@@ -1,5 +1,7 @@
-//! Starting and stopping the whole server: one worker pool and job store,
-//! the HTTP listener (job API, rooms, files, web app) and the TCP listener.
+//! Starting and stopping the whole server: builds the services (one worker
+//! pool, the job store and its backend, the chat, the file store), binds the
+//! HTTP listener (every HTTP and WebSocket route, from `protocols::router`)
+//! and the TCP listener, and stops them all with one cancellation token.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -8,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::RedisBackend;
 use crate::config::{BackendKind, Settings};
-use crate::http::{self, AppState};
 use crate::jobs::{JobStore, StoreSettings, WorkerPool};
+use crate::protocols::http::{self, AppState};
+use crate::protocols::{self, Services};
 
 /// A server that could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +36,7 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     pub tcp_addr: SocketAddr,
     pub state: AppState,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     http_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
@@ -82,70 +85,59 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     };
     let state = AppState::new(settings.clone(), store.clone());
 
-    let files = settings.storage.open().map_err(|e| StartError::Setup {
+    let files = crate::files::open(&settings.storage).map_err(|e| StartError::Setup {
         what: "storage",
         message: e.to_string(),
     })?;
-    let app: Router = http::router(state.clone())
-        .merge(http::files::routes(files.clone()))
-        .merge(http::webapp::routes())
-        .merge(crate::rooms::routes(pool.clone(), settings.clone()))
-        .merge(crate::rooms::chat::routes(
-            pool.clone(),
-            settings.clone(),
-            Arc::new(store.clone()),
-        ))
-        .fallback(|| async { http::error::ApiError::not_found("no such route") });
+    let chat = crate::chat::start(pool.clone(), &settings, Arc::new(store.clone()));
+    let app: Router = protocols::router(&Services {
+        settings: settings.clone(),
+        pool: pool.clone(),
+        app: state.clone(),
+        files: files.clone(),
+        chat,
+    });
 
     let http_listener = bind(&settings.server.host, settings.server.port).await?;
     let http_addr = http_listener.local_addr().expect("bound address");
     let tcp_listener = bind(&settings.server.host, settings.tcp.port).await?;
     let tcp_addr = tcp_listener.local_addr().expect("bound address");
 
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let mut background = Vec::new();
     if let Some(backend) = backend {
-        let loops = backend
-            .start(
-                store.clone(),
-                settings.upload.max_concurrent_tasks,
-                stop_rx.clone(),
-            )
+        let loops = crate::jobs::worker::start(store.clone(), backend, stop.child_token())
             .await
             .map_err(backend_error)?;
         background.extend(loops);
     }
 
-    let mut http_stop = stop_rx.clone();
+    let http_stop = stop.child_token();
     let http_task = tokio::spawn(async move {
         let served = axum::serve(
             http_listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|s| *s).await;
-        })
+        .with_graceful_shutdown(http_stop.cancelled_owned())
         .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "http server stopped");
         }
     });
 
-    let mut tcp_stop = stop_rx.clone();
-    background.push(tokio::spawn(crate::tcp::serve(
+    background.push(tokio::spawn(protocols::tcp::serve(
         tcp_listener,
         files,
         settings.tcp.clone(),
-        async move {
-            let _ = tcp_stop.changed().await;
-        },
+        settings.pipeline_limits(),
+        stop.child_token().cancelled_owned(),
     )));
 
     if settings.server.output_dir.is_some() {
         let every = settings.server.output_cleanup_interval;
         let ttl = settings.cache.ttl;
         let store = store.clone();
-        let mut cleanup_stop = stop_rx.clone();
+        let cleanup_stop = stop.child_token();
         background.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -154,7 +146,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
                         let store = store.clone();
                         let _ = tokio::task::spawn_blocking(move || store.clean_output_dir(ttl)).await;
                     }
-                    _ = cleanup_stop.changed() => break,
+                    () = cleanup_stop.cancelled() => break,
                 }
             }
         }));
@@ -191,7 +183,7 @@ impl RunningServer {
     /// then stops every listener.
     pub async fn shutdown(self) {
         self.state.shutting_down.store(true, Ordering::Relaxed);
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let deadline = Instant::now() + self.grace;
         let pool = self.state.store.pool().clone();
         let mut settled = pool.subscribe_idle();

@@ -5,8 +5,9 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pixpress::storage::{FileStore, StorageSettings};
-use pixpress::tcp::{serve, TcpSettings};
+use pixpress::files::{open, FileStore, StorageSettings};
+use pixpress::pipeline::Limits;
+use pixpress::protocols::tcp::{serve, TcpSettings};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,7 +22,7 @@ fn png() -> Vec<u8> {
 async fn http(store: Arc<dyn FileStore>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = pixpress::http::files::routes(store);
+    let app = pixpress::protocols::http::files::routes(store);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
 }
@@ -34,6 +35,7 @@ async fn tcp_put(store: Arc<dyn FileStore>, name: &str, data: &[u8]) -> String {
         listener,
         store,
         TcpSettings::default(),
+        Limits::default(),
         std::future::pending(),
     ));
     use serde_pickle::{HashableValue as K, Value as V};
@@ -135,7 +137,7 @@ async fn serves_what_tcp_stored(store: Arc<dyn FileStore>) {
 
 #[tokio::test]
 async fn memory_store_files_are_served_over_http() {
-    let store = StorageSettings::default().open().unwrap();
+    let store = open(&StorageSettings::default()).unwrap();
     serves_what_tcp_stored(store).await;
 }
 
@@ -146,11 +148,10 @@ async fn directory_store_files_are_served_over_http_and_kept_on_disk() {
         dir: Some(dir.path().to_owned()),
         ..StorageSettings::default()
     };
-    serves_what_tcp_stored(settings.open().unwrap()).await;
+    serves_what_tcp_stored(open(&settings).unwrap()).await;
     assert_eq!(std::fs::read(dir.path().join("shared.png")).unwrap(), png());
     // Reopening finds the same files.
-    let names: Vec<_> = settings
-        .open()
+    let names: Vec<_> = open(&settings)
         .unwrap()
         .list()
         .unwrap()

@@ -13,9 +13,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pixpress::storage::{FileStore, MemoryStore, Quota};
-use pixpress::tcp::frame::{read_frame, FrameLimits};
-use pixpress::tcp::{decode_request, serve, TcpSettings};
+use pixpress::files::{FileStore, MemoryStore, Quota};
+use pixpress::pipeline::Limits;
+use pixpress::protocols::tcp::frame::{read_frame, FrameLimits};
+use pixpress::protocols::tcp::{decode_request, serve, TcpSettings};
 use proptest::prelude::*;
 use serde_json::Value as Json;
 use serde_pickle::{HashableValue, Value};
@@ -85,9 +86,16 @@ async fn start(settings: TcpSettings) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, Arc::clone(&store), settings, async move {
-        let _ = stopped.await;
-    }));
+    let limits = Limits::default();
+    tokio::spawn(serve(
+        listener,
+        Arc::clone(&store),
+        settings,
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Server {
         addr,
         store,
@@ -341,7 +349,10 @@ async fn put_get_list_round_trip_with_pickle_protocols_2_4_5() {
 
     let empty = share_client(&server, &["list"]).await;
     assert_eq!(empty.code, 0, "{}", empty.stderr);
-    assert_eq!(empty.stdout.trim(), pixpress::tcp::handler::EMPTY_LIST_TEXT);
+    assert_eq!(
+        empty.stdout.trim(),
+        pixpress::protocols::tcp::handler::EMPTY_LIST_TEXT
+    );
 
     let images = [("png", png(37, 23)), ("jpg", jpeg(40, 30))];
     let mut names = Vec::new();
@@ -822,7 +833,7 @@ fn unhex(s: &str) -> Vec<u8> {
 fn python_seeds_decode_as_expected() {
     for seed in &SEEDS[..3] {
         let req = decode_request(&unhex(seed)).unwrap();
-        assert_eq!(req.command, pixpress::tcp::Command::Put);
+        assert_eq!(req.command, pixpress::protocols::tcp::Command::Put);
         assert_eq!(req.filename.as_deref(), Some("a.png"));
         assert_eq!(req.file_data.as_deref(), Some(&b"\x89PNG\xff\x00"[..]));
     }

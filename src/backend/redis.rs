@@ -5,14 +5,14 @@
 //! docs/distributed.md): the per-task hash of variant records (claimed with
 //! HSETNX), the input and result bytes (with the cache TTL), the job stream
 //! and its consumer group, the reclaiming of jobs whose worker died, and the
-//! state-change channel. Its loops run jobs on the local `WorkerPool` and
-//! feed state changes to the local `JobStore`, which keeps the watch
-//! channels that waiters follow. It does not speak HTTP, and rooms, img2img
-//! and chat do not go through it.
+//! state-change channel. It stores and moves plain records: the job
+//! service's worker loop (`jobs::worker`) takes jobs from it, runs them and
+//! applies the state changes it hears to the local mirror. It imports no
+//! domain module and does not speak HTTP.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -22,12 +22,12 @@ use redis::streams::{
 };
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::{field_of, spec_of, BackendError, Phase, VariantRecord};
+use super::{BackendError, FieldName, Phase, VariantRecord};
 use crate::config::BackendSettings;
-use crate::jobs::{Finished, JobError, JobStore, TaskKey, VariantSpec};
 
 /// The consumer group every instance reads the job stream in.
 pub const GROUP: &str = "workers";
@@ -36,7 +36,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 /// How long one stream read blocks before looking at the stop signal again.
 const READ_BLOCK_MS: usize = 1000;
 /// Pause after a Redis error in a loop, so a lost Redis is not hammered.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
+pub const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// Key and channel names below the prefix.
 #[derive(Debug, Clone)]
@@ -51,16 +51,16 @@ impl Keys {
         }
     }
     /// Hash: variant field -> `VariantRecord` JSON.
-    pub fn task(&self, key: &TaskKey) -> String {
+    pub fn task(&self, key: &str) -> String {
         format!("{}task:{key}", self.prefix)
     }
     /// String: the uploaded bytes.
-    pub fn input(&self, key: &TaskKey) -> String {
+    pub fn input(&self, key: &str) -> String {
         format!("{}input:{key}", self.prefix)
     }
     /// String: one variant's result bytes.
-    pub fn result(&self, key: &TaskKey, spec: &VariantSpec) -> String {
-        format!("{}result:{key}:{}", self.prefix, field_of(spec))
+    pub fn result(&self, key: &str, field: &str) -> String {
+        format!("{}result:{key}:{field}", self.prefix)
     }
     /// Stream of jobs: fields `md5` and `variant`.
     pub fn jobs(&self) -> String {
@@ -91,7 +91,31 @@ pub enum Claim {
     QueueFull,
 }
 
-/// A connection to the shared Redis, and the loops that serve its jobs.
+/// A job taken from the stream: its entry id (to acknowledge it), its task
+/// and its variant field.
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    pub id: String,
+    pub md5: String,
+    pub variant: String,
+}
+
+impl QueuedJob {
+    fn of(entry: &StreamId) -> Self {
+        Self {
+            id: entry.id.clone(),
+            md5: entry.get::<String>("md5").unwrap_or_default(),
+            variant: entry.get::<String>("variant").unwrap_or_default(),
+        }
+    }
+}
+
+/// The connection that blocks on the job stream, apart from the shared one.
+pub struct JobReader {
+    conn: MultiplexedConnection,
+}
+
+/// A connection to the shared Redis.
 pub struct RedisBackend {
     client: redis::Client,
     conn: ConnectionManager,
@@ -177,18 +201,24 @@ impl RedisBackend {
 
     /// Claims a variant for this caller unless it exists already. A done
     /// variant whose result has expired is claimed again.
-    pub async fn claim(
+    pub async fn claim<K, F>(
         &self,
-        key: &TaskKey,
-        spec: &VariantSpec,
+        key: &K,
+        spec: &F,
         original_size: usize,
-    ) -> Result<Claim, BackendError> {
-        let field = field_of(spec);
+    ) -> Result<Claim, BackendError>
+    where
+        K: AsRef<str> + ?Sized,
+        F: FieldName + ?Sized,
+    {
+        let (key, field) = (key.as_ref(), spec.field());
         let hash = self.keys.task(key);
         let mut conn = self.conn.clone();
-        if let Some(record) = self.record(key, spec).await? {
+        if let Some(record) = self.record(key, &*field).await? {
             let gone: bool = record.state == Phase::Done
-                && !conn.exists::<_, bool>(self.keys.result(key, spec)).await?;
+                && !conn
+                    .exists::<_, bool>(self.keys.result(key, &field))
+                    .await?;
             if !gone {
                 return Ok(Claim::Existing(record));
             }
@@ -207,7 +237,7 @@ impl RedisBackend {
         if won {
             return Ok(Claim::Won);
         }
-        match self.record(key, spec).await? {
+        match self.record(key, &*field).await? {
             Some(record) if record.state == Phase::Done => {
                 // Its result expired: take it over.
                 let _: () = conn.hset(&hash, &field, &queued).await?;
@@ -220,12 +250,12 @@ impl RedisBackend {
     }
 
     /// Stores the input and adds the job to the stream (after `Won`).
-    pub async fn enqueue(
-        &self,
-        key: &TaskKey,
-        spec: &VariantSpec,
-        input: &Bytes,
-    ) -> Result<(), BackendError> {
+    pub async fn enqueue<K, F>(&self, key: &K, spec: &F, input: &Bytes) -> Result<(), BackendError>
+    where
+        K: AsRef<str> + ?Sized,
+        F: FieldName + ?Sized,
+    {
+        let (key, field) = (key.as_ref(), spec.field());
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
@@ -238,7 +268,7 @@ impl RedisBackend {
             .xadd(
                 self.keys.jobs(),
                 "*",
-                &[("md5", key.as_str()), ("variant", field_of(spec).as_str())],
+                &[("md5", key), ("variant", field.as_str())],
             )
             .ignore()
             .query_async(&mut conn)
@@ -247,70 +277,76 @@ impl RedisBackend {
     }
 
     /// One variant's record.
-    pub async fn record(
+    pub async fn record<K, F>(
         &self,
-        key: &TaskKey,
-        spec: &VariantSpec,
-    ) -> Result<Option<VariantRecord>, BackendError> {
+        key: &K,
+        spec: &F,
+    ) -> Result<Option<VariantRecord>, BackendError>
+    where
+        K: AsRef<str> + ?Sized,
+        F: FieldName + ?Sized,
+    {
         let mut conn = self.conn.clone();
-        let text: Option<String> = conn.hget(self.keys.task(key), field_of(spec)).await?;
+        let text: Option<String> = conn
+            .hget(self.keys.task(key.as_ref()), spec.field())
+            .await?;
         text.map(|t| VariantRecord::from_json(&t)).transpose()
     }
 
-    /// Every variant of a task (empty when the task is unknown or expired).
-    pub async fn records(
-        &self,
-        key: &TaskKey,
-    ) -> Result<Vec<(VariantSpec, VariantRecord)>, BackendError> {
+    /// Every variant of a task by field (empty when the task is unknown or
+    /// expired).
+    pub async fn records(&self, key: &str) -> Result<Vec<(String, VariantRecord)>, BackendError> {
         let mut conn = self.conn.clone();
         let all: Vec<(String, String)> = conn.hgetall(self.keys.task(key)).await?;
         let mut out = Vec::with_capacity(all.len());
         for (field, text) in all {
-            if let Some(spec) = spec_of(&field) {
-                out.push((spec, VariantRecord::from_json(&text)?));
-            }
+            out.push((field, VariantRecord::from_json(&text)?));
         }
         Ok(out)
     }
 
     /// A done variant's result bytes.
-    pub async fn result(
-        &self,
-        key: &TaskKey,
-        spec: &VariantSpec,
-    ) -> Result<Option<Bytes>, BackendError> {
+    pub async fn result(&self, key: &str, field: &str) -> Result<Option<Bytes>, BackendError> {
         let mut conn = self.conn.clone();
-        let bytes: Option<Vec<u8>> = conn.get(self.keys.result(key, spec)).await?;
+        let bytes: Option<Vec<u8>> = conn.get(self.keys.result(key, field)).await?;
+        Ok(bytes.map(Bytes::from))
+    }
+
+    /// A job's uploaded bytes, while kept.
+    pub async fn input(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
+        let mut conn = self.conn.clone();
+        let bytes: Option<Vec<u8>> = conn.get(self.keys.input(key)).await?;
         Ok(bytes.map(Bytes::from))
     }
 
     /// Records a state and tells every instance. A done record is stored
     /// after its result bytes; a transient failure is told but not kept, so
     /// the next submission claims the variant again.
-    pub async fn publish(
+    pub async fn publish<K, F>(
         &self,
-        key: &TaskKey,
-        spec: &VariantSpec,
+        key: &K,
+        spec: &F,
         record: &VariantRecord,
         result: Option<&Bytes>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), BackendError>
+    where
+        K: AsRef<str> + ?Sized,
+        F: FieldName + ?Sized,
+    {
+        let (key, field) = (key.as_ref(), spec.field());
         let hash = self.keys.task(key);
-        let field = field_of(spec);
         let event = StateEvent {
             md5: key.to_string(),
             variant: field.clone(),
             record: record.clone(),
         };
-        let event = serde_json::to_string(&event).expect("an event serialises");
-        let transient = record
-            .failure
-            .as_ref()
-            .is_some_and(|f| f.to_error().is_transient());
+        let event = serde_json::to_string(&event).unwrap_or_default();
+        let transient = record.is_transient();
         let mut pipe = redis::pipe();
         pipe.atomic();
         if let Some(bytes) = result {
             pipe.set_ex(
-                self.keys.result(key, spec),
+                self.keys.result(key, &field),
                 bytes.as_ref(),
                 self.ttl.as_secs().max(1),
             )
@@ -328,41 +364,23 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Starts this instance's loops: the state-change listener (subscribed
-    /// before this returns), the job consumer and the reclaimer of jobs
-    /// whose worker died, running at most `slots` jobs at once. They stop
-    /// when `stop` turns true.
-    pub async fn start(
+    /// Subscribes to state changes (before this returns) and hands every
+    /// one to the returned receiver until `stop` is cancelled, subscribing
+    /// again when the subscription is lost.
+    pub async fn listen(
         self: Arc<Self>,
-        store: JobStore,
-        slots: usize,
-        stop: watch::Receiver<bool>,
-    ) -> Result<Vec<JoinHandle<()>>, BackendError> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(self.keys.events()).await?;
-        let listener = tokio::spawn(self.clone().listen(pubsub, store.clone(), stop.clone()));
-        let reader = self
-            .client
-            .get_multiplexed_async_connection_with_config(
-                &redis::AsyncConnectionConfig::new().set_connection_timeout(ANSWER_WITHIN),
-            )
-            .await?;
-        let slots = Arc::new(Semaphore::new(slots.max(1)));
-        let consumer =
-            tokio::spawn(
-                self.clone()
-                    .consume(reader, store.clone(), slots.clone(), stop.clone()),
-            );
-        let reclaimer = tokio::spawn(self.reclaim(store, slots, stop));
-        Ok(vec![listener, consumer, reclaimer])
+        stop: CancellationToken,
+    ) -> Result<(JoinHandle<()>, mpsc::UnboundedReceiver<StateEvent>), BackendError> {
+        let pubsub = self.subscribe().await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok((tokio::spawn(self.forward(pubsub, tx, stop)), rx))
     }
 
-    /// Applies every published state change to the local mirror.
-    async fn listen(
+    async fn forward(
         self: Arc<Self>,
         mut pubsub: redis::aio::PubSub,
-        store: JobStore,
-        mut stop: watch::Receiver<bool>,
+        events: mpsc::UnboundedSender<StateEvent>,
+        stop: CancellationToken,
     ) {
         loop {
             {
@@ -370,21 +388,25 @@ impl RedisBackend {
                 loop {
                     let message = tokio::select! {
                         m = messages.next() => m,
-                        _ = stop.wait_for(|s| *s) => return,
+                        () = stop.cancelled() => return,
                     };
                     let Some(message) = message else { break };
                     let Ok(text) = message.get_payload::<String>() else {
                         continue;
                     };
                     match serde_json::from_str::<StateEvent>(&text) {
-                        Ok(event) => store.apply_event(event).await,
+                        Ok(event) => {
+                            if events.send(event).is_err() {
+                                return;
+                            }
+                        }
                         Err(e) => tracing::warn!(error = %e, "unreadable state event"),
                     }
                 }
             }
             tracing::warn!("lost the state-change subscription; subscribing again");
             pubsub = loop {
-                if *stop.borrow() {
+                if stop.is_cancelled() {
                     return;
                 }
                 match self.subscribe().await {
@@ -404,192 +426,90 @@ impl RedisBackend {
         Ok(pubsub)
     }
 
-    /// Reads new jobs from the stream, as many at once as there are free
-    /// worker slots, and runs each.
-    async fn consume(
-        self: Arc<Self>,
-        mut reader: MultiplexedConnection,
-        store: JobStore,
-        slots: Arc<Semaphore>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let stream = [self.keys.jobs()];
-        loop {
-            let permits = tokio::select! {
-                p = take_slots(&slots) => p,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            let options = StreamReadOptions::default()
-                .group(GROUP, &self.consumer)
-                .count(permits.len())
-                .block(READ_BLOCK_MS);
-            let read: redis::RedisResult<StreamReadReply> = tokio::select! {
-                r = reader.xread_options(&stream, &[">"], &options) => r,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match read {
-                Ok(reply) => {
-                    let entries = reply.keys.into_iter().flat_map(|k| k.ids);
-                    for (entry, permit) in entries.zip(permits) {
-                        tokio::spawn(self.clone().run_job(store.clone(), entry, permit));
-                    }
+    /// A connection of its own for blocking reads of the job stream.
+    pub async fn reader(&self) -> Result<JobReader, BackendError> {
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(
+                &redis::AsyncConnectionConfig::new().set_connection_timeout(ANSWER_WITHIN),
+            )
+            .await?;
+        Ok(JobReader { conn })
+    }
+
+    /// Takes up to `count` new jobs for this instance, waiting a moment for
+    /// one to arrive (an empty answer then). A lost consumer group is made
+    /// again.
+    pub async fn take(
+        &self,
+        reader: &mut JobReader,
+        count: usize,
+    ) -> Result<Vec<QueuedJob>, BackendError> {
+        let options = StreamReadOptions::default()
+            .group(GROUP, &self.consumer)
+            .count(count.max(1))
+            .block(READ_BLOCK_MS);
+        let read: redis::RedisResult<StreamReadReply> = reader
+            .conn
+            .xread_options(&[self.keys.jobs()], &[">"], &options)
+            .await;
+        match read {
+            Ok(reply) => Ok(reply
+                .keys
+                .iter()
+                .flat_map(|k| k.ids.iter().map(QueuedJob::of))
+                .collect()),
+            Err(e) => {
+                if e.code() == Some("NOGROUP") {
+                    let _ = self.create_group().await;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the job stream");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                    if e.code() == Some("NOGROUP") {
-                        let _ = self.create_group().await;
-                    }
-                }
+                Err(e.into())
             }
         }
     }
 
-    /// Takes over jobs idle longer than `claim_idle` (their worker died).
-    async fn reclaim(
-        self: Arc<Self>,
-        store: JobStore,
-        slots: Arc<Semaphore>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut tick = tokio::time::interval((self.claim_idle / 2).max(Duration::from_millis(20)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-            let permits = tokio::select! {
-                p = take_slots(&slots) => p,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            let mut conn = self.conn.clone();
-            let claimed: redis::RedisResult<StreamAutoClaimReply> = conn
-                .xautoclaim_options(
-                    self.keys.jobs(),
-                    GROUP,
-                    &self.consumer,
-                    self.claim_idle.as_millis() as u64,
-                    "0-0",
-                    StreamAutoClaimOptions::default().count(permits.len()),
-                )
-                .await;
-            match claimed {
-                Ok(reply) => {
-                    for (entry, permit) in reply.claimed.into_iter().zip(permits) {
-                        tracing::info!(id = %entry.id, "taking over a job whose worker stopped");
-                        tokio::spawn(self.clone().run_job(store.clone(), entry, permit));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot reclaim idle jobs"),
-            }
-        }
-    }
-
-    /// Runs one job from the stream on the local pool, stores its outcome
-    /// and acknowledges it.
-    async fn run_job(
-        self: Arc<Self>,
-        store: JobStore,
-        entry: StreamId,
-        _slot: OwnedSemaphorePermit,
-    ) {
-        let job = entry
-            .get::<String>("md5")
-            .and_then(|m| TaskKey::parse(&m))
-            .zip(entry.get::<String>("variant").and_then(|v| spec_of(&v)));
-        if let Some((key, spec)) = job {
-            if let Err(e) = self.work(&store, &key, &spec).await {
-                tracing::warn!(error = %e, md5 = %key, "a job could not be finished");
-                // Left pending: another instance takes it after `claim_idle`.
-                return;
-            }
-        }
+    /// Takes over up to `count` jobs idle longer than `claim_idle` (their
+    /// worker died).
+    pub async fn reclaim(&self, count: usize) -> Result<Vec<QueuedJob>, BackendError> {
         let mut conn = self.conn.clone();
-        let acked: redis::RedisResult<()> = redis::pipe()
-            .xack(self.keys.jobs(), GROUP, &[&entry.id])
+        let claimed: StreamAutoClaimReply = conn
+            .xautoclaim_options(
+                self.keys.jobs(),
+                GROUP,
+                &self.consumer,
+                self.claim_idle.as_millis() as u64,
+                "0-0",
+                StreamAutoClaimOptions::default().count(count.max(1)),
+            )
+            .await?;
+        Ok(claimed.claimed.iter().map(QueuedJob::of).collect())
+    }
+
+    /// How long a job may stay unacknowledged before another worker takes it.
+    pub fn claim_idle(&self) -> Duration {
+        self.claim_idle
+    }
+
+    /// Acknowledges and removes a finished job.
+    pub async fn ack(&self, job: &QueuedJob) -> Result<(), BackendError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .xack(self.keys.jobs(), GROUP, &[&job.id])
             .ignore()
-            .xdel(self.keys.jobs(), &[&entry.id])
+            .xdel(self.keys.jobs(), &[&job.id])
             .ignore()
             .query_async(&mut conn)
-            .await;
-        if let Err(e) = acked {
-            tracing::warn!(error = %e, "cannot acknowledge a finished job");
-        }
-    }
-
-    async fn work(
-        &self,
-        store: &JobStore,
-        key: &TaskKey,
-        spec: &VariantSpec,
-    ) -> Result<(), BackendError> {
-        let Some(record) = self.record(key, spec).await? else {
-            return Ok(()); // expired, or failed transiently and dropped
-        };
-        if matches!(record.state, Phase::Done | Phase::Error) {
-            return Ok(()); // finished by another worker
-        }
-        let original_size = record.original_size;
-        let mut conn = self.conn.clone();
-        let input: Option<Vec<u8>> = conn.get(self.keys.input(key)).await?;
-        let Some(input) = input else {
-            let failed = VariantRecord::failed(original_size, &JobError::Timeout);
-            return self.publish(key, spec, &failed, None).await;
-        };
-        let admission = loop {
-            match store.pool().try_admit() {
-                Ok(a) => break a,
-                // Local work of other protocols fills the pool: wait for it.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
-        self.publish(key, spec, &VariantRecord::processing(original_size), None)
             .await?;
-        let started = Instant::now();
-        let result = admission
-            .run(Bytes::from(input), spec.options(store.limits()), || {})
-            .await;
-        let (record, bytes, outcome) = match result {
-            Ok(output) => {
-                let finished = Finished::from_output(output, now_micros());
-                store.write_copy(key, spec, &finished.bytes).await;
-                let record = VariantRecord::done(original_size, &finished);
-                (record, Some(finished.bytes), "done")
-            }
-            Err(e) => (VariantRecord::failed(original_size, &e), None, e.code()),
-        };
-        self.publish(key, spec, &record, bytes.as_ref()).await?;
-        store.observe(
-            spec.format,
-            outcome,
-            started.elapsed(),
-            original_size,
-            bytes.as_ref().map_or(0, Bytes::len),
-        );
         Ok(())
     }
-}
-
-/// Waits for one free slot, then takes every other free one.
-async fn take_slots(slots: &Arc<Semaphore>) -> Vec<OwnedSemaphorePermit> {
-    let first = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the slots are never closed");
-    let mut permits = vec![first];
-    while let Ok(p) = slots.clone().try_acquire_owned() {
-        permits.push(p);
-    }
-    permits
 }
 
 fn ttl_secs(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX)
 }
 
-fn now_micros() -> u64 {
+/// Microseconds since the Unix epoch: orders results across instances.
+pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)

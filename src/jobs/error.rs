@@ -1,5 +1,6 @@
 //! Why a job failed, with the stable code every protocol reports.
 
+use crate::error::{pipeline_code, Code};
 use crate::pipeline::PipelineError;
 
 /// A job's failure: the pipeline's own errors, or the pool's.
@@ -22,31 +23,56 @@ pub enum JobError {
     /// The shared job backend (Redis) did not answer.
     #[error("the job backend is unavailable, try again in a moment")]
     BackendUnavailable,
+    /// A failure another instance reported through the shared backend:
+    /// its code and message, as that instance saw them.
+    #[error("{message}")]
+    Reported { code: Code, message: String },
 }
 
 impl JobError {
     /// Stable machine code, shared by HTTP, WebSocket and TCP answers.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::QueueFull => "queue_full",
-            Self::Pipeline(e) => e.code(),
-            Self::Timeout => "processing_timeout",
-            Self::Panicked => "internal_error",
-            Self::ShuttingDown => "shutting_down",
-            Self::BackendUnavailable => "backend_unavailable",
+            Self::QueueFull => Code::QueueFull,
+            Self::Pipeline(e) => pipeline_code(e),
+            Self::Timeout => Code::ProcessingTimeout,
+            Self::Panicked => Code::InternalError,
+            Self::ShuttingDown => Code::ShuttingDown,
+            Self::BackendUnavailable => Code::BackendUnavailable,
+            Self::Reported { code, .. } => *code,
         }
     }
 
     /// Whether a later retry of the same job could succeed (such errors are
     /// never cached as the job's result).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::QueueFull
-                | Self::Timeout
-                | Self::Panicked
-                | Self::ShuttingDown
-                | Self::BackendUnavailable
-        )
+            | Self::Timeout
+            | Self::Panicked
+            | Self::ShuttingDown
+            | Self::BackendUnavailable => true,
+            Self::Pipeline(_) => false,
+            Self::Reported { code, .. } => matches!(
+                code,
+                Code::QueueFull
+                    | Code::ProcessingTimeout
+                    | Code::InternalError
+                    | Code::ShuttingDown
+                    | Code::BackendUnavailable
+            ),
+        }
+    }
+}
+
+impl From<JobError> for crate::error::ApiError {
+    fn from(err: JobError) -> Self {
+        Self::of(err.code(), err.to_string())
+    }
+}
+
+impl From<PipelineError> for crate::error::ApiError {
+    fn from(err: PipelineError) -> Self {
+        JobError::Pipeline(err).into()
     }
 }

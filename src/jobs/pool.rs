@@ -55,6 +55,8 @@ pub struct Admission {
     inner: Arc<Inner>,
     permit: Option<OwnedSemaphorePermit>,
     counted_queued: bool,
+    /// A deadline shorter than the pool's, when the protocol asks for one.
+    timeout: Option<Duration>,
 }
 
 impl WorkerPool {
@@ -90,6 +92,7 @@ impl WorkerPool {
                 inner: self.inner.clone(),
                 permit: Some(permit),
                 counted_queued: false,
+                timeout: None,
             });
         }
         let reserved = self
@@ -105,20 +108,53 @@ impl WorkerPool {
                     inner: self.inner.clone(),
                     permit: None,
                     counted_queued: true,
+                    timeout: None,
                 })
             }
             Err(_) => Err(JobError::QueueFull),
         }
     }
 
-    /// Admits and runs in one call (for protocols with nothing to record
-    /// between admission and the start of processing).
-    pub async fn run(&self, input: Bytes, options: Options) -> Result<Output, JobError> {
-        self.try_admit()?.run(input, options, || {}).await
+    /// Waits for a free worker slot (never a queue place): for the loop
+    /// that takes shared jobs from a backend only as fast as it can run them.
+    pub async fn wait_slot(&self) -> Result<Admission, JobError> {
+        let permit = self
+            .inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| JobError::ShuttingDown)?;
+        Ok(Admission {
+            inner: self.inner.clone(),
+            permit: Some(permit),
+            counted_queued: false,
+            timeout: None,
+        })
+    }
+
+    /// Waits until a worker slot is free and says how many are free then,
+    /// holding none: how many jobs a consumer may take to run at once.
+    pub async fn wait_free(&self) -> Result<usize, JobError> {
+        let one = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| JobError::ShuttingDown)?;
+        let free = 1 + self.inner.slots.available_permits();
+        drop(one);
+        Ok(free)
     }
 }
 
 impl Admission {
+    /// Stops the job after `timeout` if that is sooner than the pool's deadline.
+    pub fn within(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Waits for a worker slot, calls `on_start`, then runs the pipeline on a
     /// blocking thread with the pool's deadline.
     pub async fn run(
@@ -143,7 +179,9 @@ impl Admission {
             self.counted_queued = false;
         }
         on_start();
-        let timeout = self.inner.timeout;
+        let timeout = self
+            .timeout
+            .map_or(self.inner.timeout, |t| t.min(self.inner.timeout));
         let deadline = Instant::now() + timeout;
         options.deadline = Some(options.deadline.map_or(deadline, |d| d.min(deadline)));
         let task = tokio::task::spawn_blocking(move || {
@@ -219,7 +257,13 @@ mod tests {
     async fn a_bad_image_fails_its_job_and_frees_the_slot() {
         let pool = WorkerPool::new(1, 0, Duration::from_secs(5));
         let err = pool
-            .run(Bytes::from_static(b"not an image"), Options::default())
+            .try_admit()
+            .unwrap()
+            .run(
+                Bytes::from_static(b"not an image"),
+                Options::default(),
+                || {},
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code(), "unsupported_format");

@@ -12,16 +12,17 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::sync::Cache;
 use tokio::sync::watch;
 
+use super::record::{field_of, spec_of, state_of};
 use super::{JobError, TaskKey, VariantSpec, WorkerPool};
 use crate::backend::redis::{Claim, StateEvent};
-use crate::backend::{spec_of, Phase, RedisBackend, VariantRecord};
+use crate::backend::{Phase, RedisBackend, VariantRecord};
 use crate::pipeline::{Format, Limits, Output};
 
 /// A finished variant's result. `bytes` is shared, never copied per reader.
@@ -136,14 +137,20 @@ pub struct Task {
 }
 
 impl Task {
+    fn lock_variants(&self) -> MutexGuard<'_, Vec<Arc<Variant>>> {
+        // Every change under this lock is one push or one replacement, so
+        // the list is whole even if a holder panicked.
+        self.variants.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn variants(&self) -> Vec<Arc<Variant>> {
-        self.variants.lock().expect("variants lock").clone()
+        self.lock_variants().clone()
     }
 
     /// The reusable variant with `spec`, or else a new one in `state`
     /// (replacing a transiently failed one).
     fn variant_or_insert(&self, spec: VariantSpec, state: VariantState) -> Arc<Variant> {
-        let mut variants = self.variants.lock().expect("variants lock");
+        let mut variants = self.lock_variants();
         let existing = variants.iter().position(|v| v.spec == spec);
         if let Some(i) = existing {
             if variants[i].reusable() {
@@ -284,7 +291,7 @@ impl JobStore {
             return Some(task);
         }
         let backend = self.backend.as_ref()?;
-        let records = match backend.records(key).await {
+        let records = match backend.records(key.as_str()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, md5 = %key, "cannot load a task");
@@ -293,8 +300,10 @@ impl JobStore {
         };
         let original_size = records.first()?.1.original_size;
         let task = self.mirror(key, original_size);
-        for (spec, record) in records {
-            self.apply(&task, spec, record).await;
+        for (field, record) in records {
+            if let Some(spec) = spec_of(&field) {
+                self.apply(&task, spec, record).await;
+            }
         }
         // A change published before the mirror existed was missed: read
         // what is still pending once more, now that changes reach it.
@@ -334,7 +343,7 @@ impl JobStore {
     async fn apply(&self, task: &Arc<Task>, spec: VariantSpec, record: VariantRecord) {
         let Some(backend) = &self.backend else { return };
         let result = if record.state == Phase::Done {
-            match backend.result(&task.key, &spec).await {
+            match backend.result(task.key.as_str(), &field_of(&spec)).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, md5 = %task.key, "cannot fetch a result");
@@ -344,7 +353,7 @@ impl JobStore {
         } else {
             None
         };
-        let state = match record.to_state(result) {
+        let state = match state_of(&record, result) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, md5 = %task.key, "cannot mirror a variant");
@@ -365,6 +374,7 @@ impl JobStore {
     /// or refused with `QueueFull` (and then leaves no trace). With a
     /// backend, single flight and the queue bound span every instance.
     pub async fn submit(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
+        super::check_header(&bytes, &self.limits)?;
         match self.backend.clone() {
             None => self.submit_local(bytes, spec),
             Some(backend) => self.submit_shared(&backend, bytes, spec).await,
@@ -441,7 +451,7 @@ impl JobStore {
         });
 
         let (variant, admission) = {
-            let mut variants = task.variants.lock().expect("variants lock");
+            let mut variants = task.lock_variants();
             let existing = variants.iter().position(|v| v.spec == spec);
             if let Some(i) = existing {
                 let reusable = match &*variants[i].state.borrow() {
@@ -497,35 +507,58 @@ impl JobStore {
         result: Result<Output, JobError>,
         started: Instant,
     ) {
-        let format = variant.spec.format;
-        let (state, outcome, out_len) = match result {
-            Ok(output) => {
-                let finished =
-                    Finished::from_output(output, self.seq.fetch_add(1, Ordering::Relaxed) + 1);
-                self.write_copy(&task.key, &variant.spec, &finished.bytes)
-                    .await;
-                let len = finished.bytes.len();
-                (VariantState::Done(Arc::new(finished)), "done", len)
-            }
-            Err(e) => {
-                let outcome = e.code();
-                (VariantState::Failed(e), outcome, 0)
-            }
-        };
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let state = self
+            .settle(
+                &task.key,
+                &variant.spec,
+                task.original_size,
+                result,
+                started,
+                seq,
+            )
+            .await;
         variant.state.send_replace(state);
-        self.observe(
-            format,
-            outcome,
-            started.elapsed(),
-            task.original_size,
-            out_len,
-        );
         // Insert again so the cache weighs the result and restarts the TTL.
         self.tasks.insert(task.key.clone(), task.clone());
     }
 
+    /// What every finished job goes through, wherever it ran: the result
+    /// becomes its stored form (with completion order `seq`), its copy is
+    /// written to `output_dir`, and metrics are told.
+    pub(crate) async fn settle(
+        &self,
+        key: &TaskKey,
+        spec: &VariantSpec,
+        original_size: usize,
+        result: Result<Output, JobError>,
+        started: Instant,
+        seq: u64,
+    ) -> VariantState {
+        let (state, outcome, out_len) = match result {
+            Ok(output) => {
+                let finished = Finished::from_output(output, seq);
+                self.write_copy(key, spec, &finished.bytes).await;
+                let len = finished.bytes.len();
+                (VariantState::Done(Arc::new(finished)), "done", len)
+            }
+            Err(e) => {
+                let outcome = e.code().as_str();
+                (VariantState::Failed(e), outcome, 0)
+            }
+        };
+        self.observe(
+            spec.format,
+            outcome,
+            started.elapsed(),
+            original_size,
+            out_len,
+        );
+        state
+    }
+
     /// Reports a finished job to the observer (metrics).
-    pub(crate) fn observe(
+    fn observe(
         &self,
         format: Format,
         outcome: &'static str,
@@ -539,7 +572,7 @@ impl JobStore {
     }
 
     /// Writes a result to `output_dir` atomically (temp file, then rename).
-    pub(crate) async fn write_copy(&self, key: &TaskKey, spec: &VariantSpec, bytes: &Bytes) {
+    async fn write_copy(&self, key: &TaskKey, spec: &VariantSpec, bytes: &Bytes) {
         let Some(dir) = &self.output_dir else { return };
         let name = format!("{key}-{}.{}", spec.file_stem(), spec.format.extension());
         let final_path = dir.join(&name);
@@ -594,24 +627,5 @@ impl JobStore {
             }
         }
         Ok(removed)
-    }
-}
-
-/// Chat messages may name an earlier upload by its md5: the variant that
-/// finished last is the one they show.
-impl crate::rooms::chat::UploadedImages for JobStore {
-    fn find(&self, md5: &str) -> Option<crate::rooms::chat::ImageRef> {
-        let task = self.task(&TaskKey::parse(md5)?)?;
-        let variant = task.pick(|_| true)?;
-        let VariantState::Done(done) = variant.state() else {
-            return None;
-        };
-        Some(crate::rooms::chat::ImageRef {
-            md5: task.key.to_string(),
-            url: format!("/download/{}?{}", task.key, variant.spec.query()),
-            width: done.width,
-            height: done.height,
-            size: done.bytes.len() as u64,
-        })
     }
 }

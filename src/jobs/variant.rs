@@ -34,6 +34,12 @@ impl TaskKey {
     }
 }
 
+impl AsRef<str> for TaskKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for TaskKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -27,7 +27,7 @@
 //!   interleaved with another batch (an image's chunks, a metadata frame
 //!   and its binary frame).
 //! - [`Outbound`] is drained by the socket's send task
-//!   (see [`super::socket::serve`]).
+//!   (see `protocols::ws::socket::serve`).
 //!
 //! Delivery never waits: each member has a bounded queue
 //! (`HubLimits::member_queue` messages). A member whose queue is full is
@@ -254,6 +254,20 @@ impl RoomHub {
         if empty && same_room {
             rooms.remove(&handle.room.name);
         }
+    }
+}
+
+/// A member alone in a room of its own, on a hub of its own: for a socket
+/// that talks only to its client (`/ws`) but runs on the same socket loop.
+pub fn solo(member_queue: usize) -> (Membership, Outbound) {
+    let hub = RoomHub::new(HubLimits {
+        max_members: 1,
+        member_queue,
+    });
+    match hub.join("solo", "client") {
+        Ok(joined) => joined,
+        // A new hub's first room has room for its one member.
+        Err(JoinError::RoomFull { .. }) => unreachable!("a new room is empty"),
     }
 }
 

@@ -19,14 +19,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Upper bound on waiting for one message; hitting it fails the test.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// Serves `pixpress::rooms::routes` on 127.0.0.1 and returns its address.
+/// Serves `pixpress::protocols::ws::room_routes` on 127.0.0.1 and returns its address.
 pub async fn serve(settings: Settings) -> SocketAddr {
     let pool = WorkerPool::new(
         settings.upload.max_concurrent_tasks,
         settings.upload.max_queue,
         settings.upload.job_timeout,
     );
-    let router = pixpress::rooms::routes(pool, Arc::new(settings));
+    let router = pixpress::protocols::ws::room_routes(pool, Arc::new(settings));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

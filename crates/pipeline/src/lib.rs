@@ -17,6 +17,7 @@ mod jpeg_markers;
 mod ops;
 mod options;
 mod output;
+mod presets;
 pub mod recipe;
 mod strip;
 
@@ -28,6 +29,7 @@ pub use error::PipelineError;
 pub use format::{Format, InputFormat};
 pub use options::{Fit, FlipAxis, Limits, Options, Step};
 pub use output::{ImageInfo, Output};
+pub use presets::Preset;
 pub use recipe::Recipe;
 
 use encode::EncodeSettings;

@@ -1,0 +1,188 @@
+//! Images in chat messages: an `image` field is either the md5 of an earlier
+//! upload (looked up through [`UploadedImages`], or among chat images) or
+//! base64 bytes, run through the checked admission of the shared worker
+//! pool with the chat preset (WebP under the share rooms' bounds) and kept
+//! in memory under the result's md5, served at `/chat/images/{md5}`. Owns
+//! that cache; it does not decode images itself.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+
+use super::error::ChatError;
+use super::{ImageRef, UploadedImages};
+use crate::config::Settings;
+use crate::jobs::{JobStore, TaskKey, VariantState, WorkerPool};
+use crate::pipeline::{Options, Preset};
+
+/// Where chat images are served (`{md5}` appended).
+pub const IMAGE_PATH_PREFIX: &str = "/chat/images/";
+
+/// Resolves `image` fields and holds processed chat images.
+#[derive(Clone)]
+pub struct ChatImages {
+    pool: WorkerPool,
+    uploads: Arc<dyn UploadedImages>,
+    processed: moka::future::Cache<String, Processed>,
+    options: Options,
+    max_input_bytes: u64,
+}
+
+#[derive(Clone)]
+struct Processed {
+    bytes: Bytes,
+    image: ImageRef,
+}
+
+impl ChatImages {
+    pub fn new(pool: WorkerPool, uploads: Arc<dyn UploadedImages>, settings: &Settings) -> Self {
+        let options = Options::from_preset(
+            Preset::Chat {
+                max_dimension: settings.share.max_dimension,
+                max_bytes: settings.share.max_image_bytes,
+            },
+            settings.pipeline_limits(),
+        );
+        let processed = moka::future::Cache::builder()
+            .max_capacity(settings.chat.image_cache_bytes)
+            .weigher(|_: &String, p: &Processed| u32::try_from(p.bytes.len()).unwrap_or(u32::MAX))
+            .time_to_live(settings.chat.retention)
+            .build();
+        Self {
+            pool,
+            uploads,
+            processed,
+            options,
+            max_input_bytes: settings.share.max_upload_bytes,
+        }
+    }
+
+    /// Turns a message's `image` field into the reference its events carry.
+    pub async fn resolve(&self, image: &str) -> Result<ImageRef, ChatError> {
+        let image = image.trim();
+        if is_md5(image) {
+            let md5 = image.to_ascii_lowercase();
+            if let Some(found) = self.uploads.find(&md5) {
+                return Ok(found);
+            }
+            if let Some(p) = self.processed.get(&md5).await {
+                return Ok(p.image);
+            }
+            return Err(ChatError::UnknownImage(md5));
+        }
+        let bytes = self.decode_base64(image)?;
+        let output = self
+            .pool
+            .run_checked(bytes, self.options.clone(), None)
+            .await?;
+        let md5 = format!("{:x}", Md5::digest(&output.bytes));
+        let image = ImageRef {
+            url: format!("{IMAGE_PATH_PREFIX}{md5}"),
+            md5: md5.clone(),
+            width: output.width,
+            height: output.height,
+            size: output.size as u64,
+        };
+        let processed = Processed {
+            bytes: Bytes::from(output.bytes),
+            image: image.clone(),
+        };
+        self.processed.insert(md5, processed).await;
+        Ok(image)
+    }
+
+    /// The WebP bytes of a processed chat image, while kept.
+    pub async fn bytes(&self, md5: &str) -> Option<Bytes> {
+        self.processed.get(md5).await.map(|p| p.bytes)
+    }
+
+    fn decode_base64(&self, text: &str) -> Result<Bytes, ChatError> {
+        let estimated = crate::encoding::decoded_len_estimate(text) as u64;
+        if estimated > self.max_input_bytes + 3 {
+            return Err(ChatError::ImageTooLarge {
+                size: estimated as usize,
+                limit: self.max_input_bytes,
+            });
+        }
+        let bytes =
+            crate::encoding::decode(text).map_err(|e| ChatError::InvalidBase64(e.to_string()))?;
+        if bytes.is_empty() {
+            return Err(ChatError::InvalidBase64("no bytes".into()));
+        }
+        if bytes.len() as u64 > self.max_input_bytes {
+            return Err(ChatError::ImageTooLarge {
+                size: bytes.len(),
+                limit: self.max_input_bytes,
+            });
+        }
+        Ok(Bytes::from(bytes))
+    }
+}
+
+/// Chat messages may name an earlier upload by its md5: the variant that
+/// finished last is the one they show, at its download URL.
+impl UploadedImages for JobStore {
+    fn find(&self, md5: &str) -> Option<ImageRef> {
+        let task = self.task(&TaskKey::parse(md5)?)?;
+        let variant = task.pick(|_| true)?;
+        let VariantState::Done(done) = variant.state() else {
+            return None;
+        };
+        Some(ImageRef {
+            md5: task.key.to_string(),
+            url: format!("/download/{}?{}", task.key, variant.spec.query()),
+            width: done.width,
+            height: done.height,
+            size: done.bytes.len() as u64,
+        })
+    }
+}
+
+/// 32 hexadecimal digits: the md5 of an upload.
+fn is_md5(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoUploads;
+    impl UploadedImages for NoUploads {
+        fn find(&self, _: &str) -> Option<ImageRef> {
+            None
+        }
+    }
+
+    fn images(max_upload: u64) -> ChatImages {
+        let mut settings = Settings::default();
+        settings.share.max_upload_bytes = max_upload;
+        let pool = WorkerPool::new(1, 1, std::time::Duration::from_secs(10));
+        ChatImages::new(pool, Arc::new(NoUploads), &settings)
+    }
+
+    #[tokio::test]
+    async fn an_unknown_md5_and_bad_base64_are_refused_by_name() {
+        let images = images(1024);
+        let err = images
+            .resolve("0123456789abcdef0123456789ABCDEF")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "unknown_image");
+        let err = images.resolve("not base64 at all!").await.unwrap_err();
+        assert_eq!(err.code(), "invalid_base64");
+        let big = "A".repeat(4 * 1024);
+        assert_eq!(images.resolve(&big).await.unwrap_err().code(), "too_large");
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_no_image_fail_in_the_pipeline() {
+        let images = images(1024);
+        let err = images
+            .resolve("data:image/png;base64,aGVsbG8=")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "unsupported_format");
+    }
+}

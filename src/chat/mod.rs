@@ -1,0 +1,90 @@
+//! The chat service: direct chats between users, with per-user numbered
+//! events that a client resumes from after a reconnect, and images in
+//! messages. The protocol that speaks it is `protocols::ws::chat`
+//! (described in `docs/chat.md`).
+//!
+//! Parts: `events` (the chat's requests, events and response frames),
+//! `store` (state and rules), `service` (the lock and fan-out through the
+//! room hub), `images` (message images), `error` (error codes). This module
+//! builds the service and owns the [`UploadedImages`] seam through which
+//! messages may reference images uploaded over HTTP.
+
+mod error;
+pub mod events;
+mod images;
+mod service;
+mod store;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ChatError;
+pub use events::{validate_user_id, HistoryQuery, NewMessage, Request, UserId};
+pub use service::ChatService;
+
+use self::images::ChatImages;
+use self::store::{ChatStore, StoreLimits};
+use crate::config::Settings;
+use crate::jobs::WorkerPool;
+use crate::rooms::{HubLimits, RoomHub};
+
+/// An image a message refers to, as its events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub md5: String,
+    /// Where clients fetch the bytes.
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// Images uploaded earlier (over HTTP), found by the md5 that the upload
+/// answered with. A message's `image` may name one of them.
+pub trait UploadedImages: Send + Sync {
+    fn find(&self, md5: &str) -> Option<ImageRef>;
+}
+
+/// Builds the chat of one server. Called inside a Tokio runtime, it also
+/// starts the retention sweep, which ends when the service is dropped.
+pub fn start(
+    pool: WorkerPool,
+    settings: &Settings,
+    uploads: Arc<dyn UploadedImages>,
+) -> Arc<ChatService> {
+    let chat = &settings.chat;
+    let hub = RoomHub::new(HubLimits {
+        max_members: chat.max_sockets_per_user.max(1),
+        member_queue: chat
+            .max_events_per_user
+            .saturating_add(chat.socket_queue)
+            .saturating_add(1),
+    });
+    let images = ChatImages::new(pool, uploads, settings);
+    let store = ChatStore::new(StoreLimits::from(chat));
+    let service = Arc::new(ChatService::new(store, hub, images));
+    start_sweep(Arc::downgrade(&service), chat.retention);
+    service
+}
+
+/// Drops expired events and messages regularly, while the chat exists.
+fn start_sweep(service: Weak<ChatService>, retention: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every = (retention / 8).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(service) = service.upgrade() else {
+                return;
+            };
+            service.sweep();
+        }
+    });
+}

@@ -1,0 +1,225 @@
+//! Carries out chat requests: the store behind its one lock, and the room
+//! hub for delivery (a user is a hub room whose members are that user's
+//! sockets). Events are queued to sockets while the lock is held, so every
+//! socket sees a user's events in id order, after any replay it asked for.
+//! Owns that ordering; the rules live in the store, the wire shapes in the
+//! events module.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use axum::extract::ws::Message;
+use serde_json::{json, Value};
+
+use super::error::ChatError;
+use super::events::{self, EventPayload, EventType, NewMessage, Request};
+use super::images::ChatImages;
+use super::store::{ChatStore, Delivery, Now, Receipt};
+use crate::rooms::{MemberHandle, MemberView, RoomHub};
+
+/// The role of a socket that has subscribed and receives live events.
+const LIVE: &str = "live";
+
+fn is_live(m: &MemberView<'_>) -> bool {
+    m.role == Some(LIVE)
+}
+
+/// A request's response payload and the events it caused, or its error.
+type Outcome = Result<(Value, Vec<Delivery>), ChatError>;
+
+/// Shared by every chat socket of one router.
+pub struct ChatService {
+    store: Mutex<ChatStore>,
+    hub: RoomHub,
+    images: ChatImages,
+}
+
+impl ChatService {
+    pub fn new(store: ChatStore, hub: RoomHub, images: ChatImages) -> Self {
+        Self {
+            store: Mutex::new(store),
+            hub,
+            images,
+        }
+    }
+
+    pub fn hub(&self) -> &RoomHub {
+        &self.hub
+    }
+
+    /// The WebP bytes of a processed chat image, while kept.
+    pub async fn image_bytes(&self, md5: &str) -> Option<bytes::Bytes> {
+        self.images.bytes(md5).await
+    }
+
+    fn store(&self) -> MutexGuard<'_, ChatStore> {
+        // The store never panics half-way through a change; recover if it did.
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the periodic retention sweep.
+    pub fn sweep(&self) {
+        self.store().sweep(std::time::Instant::now());
+    }
+
+    /// A socket of `user` opened; tells the user's contacts when it is the
+    /// first.
+    pub fn connect(&self, user: &str) -> Result<(), ChatError> {
+        let mut store = self.store();
+        if store.connect(user)? {
+            self.presence(&store, user, EventType::Online);
+        }
+        Ok(())
+    }
+
+    /// A socket of `user` closed; tells the contacts when it was the last.
+    pub fn disconnect(&self, user: &str) {
+        let mut store = self.store();
+        if store.disconnect(user) {
+            self.presence(&store, user, EventType::Offline);
+        }
+    }
+
+    fn presence(&self, store: &ChatStore, user: &str, kind: EventType) {
+        let payload = EventPayload {
+            message_id: None,
+            chat_id: user.to_owned(),
+            from: None,
+            message: None,
+            image: None,
+        };
+        let frame = events::transient_event(kind, &payload);
+        for contact in store.contacts(user) {
+            self.hub
+                .send_to_room(&contact, is_live, Message::text(frame.clone()));
+        }
+    }
+
+    /// The client event `typing {chatId}`: passed on to the other user's
+    /// live sockets, not stored.
+    pub fn typing(&self, user: &str, chat_id: &str) -> Result<(), ChatError> {
+        self.store().check_chat_id(user, chat_id)?;
+        let payload = EventPayload {
+            message_id: None,
+            chat_id: user.to_owned(),
+            from: Some(user.to_owned()),
+            message: None,
+            image: None,
+        };
+        let frame = events::transient_event(EventType::Typing, &payload);
+        self.hub
+            .send_to_room(chat_id, is_live, Message::text(frame));
+        Ok(())
+    }
+
+    /// Carries out one request of `user` and queues its response to `me`,
+    /// followed by the events it caused.
+    pub async fn handle(&self, me: &MemberHandle, user: &str, id: &Value, request: Request) {
+        let ack = |message_id: u64| move |out| (json!({ "messageId": message_id }), out);
+        match request {
+            Request::New(new) => self.new_message(me, user, id, new).await,
+            Request::Subscribe { last_event_id } => self.subscribe(me, user, id, last_event_id),
+            Request::Edit {
+                message_id,
+                message,
+            } => self.apply(me, id, |store, now| {
+                store
+                    .edit(user, message_id, message, now)
+                    .map(ack(message_id))
+            }),
+            Request::Delete { message_id } => self.apply(me, id, |store, now| {
+                store.delete(user, message_id, now).map(ack(message_id))
+            }),
+            Request::Delivered { message_id } => self.apply(me, id, |store, now| {
+                store
+                    .receipt(user, message_id, Receipt::Delivered, now)
+                    .map(ack(message_id))
+            }),
+            Request::Read { message_id } => self.apply(me, id, |store, now| {
+                store
+                    .receipt(user, message_id, Receipt::Read, now)
+                    .map(ack(message_id))
+            }),
+            Request::History(query) => self.apply(me, id, |store, now| {
+                let page = store.history(user, &query, now)?;
+                let page = serde_json::to_value(page).expect("history pages serialise");
+                Ok((page, Vec::new()))
+            }),
+        }
+    }
+
+    /// Runs one change under the lock and answers it.
+    fn apply(
+        &self,
+        me: &MemberHandle,
+        id: &Value,
+        change: impl FnOnce(&mut ChatStore, Now) -> Outcome,
+    ) {
+        let mut store = self.store();
+        let result = change(&mut store, Now::current());
+        self.answer(me, id, result);
+    }
+
+    /// `new`: an image is resolved (and processed, for base64) without the
+    /// lock held, then the message is stored.
+    async fn new_message(&self, me: &MemberHandle, user: &str, id: &Value, new: NewMessage) {
+        // Check what can be checked before spending a worker on the image.
+        let precheck = self.store().check_chat_id(user, &new.chat_id);
+        let image = match (precheck, new.image.as_deref()) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Ok(None),
+            (Ok(()), Some(image)) => self.images.resolve(image).await.map(Some),
+        };
+        self.apply(me, id, |store, now| {
+            let image = image?;
+            let (message_id, out) =
+                store.new_message(user, &new.chat_id, new.message, image, now)?;
+            Ok((json!({ "messageId": message_id }), out))
+        });
+    }
+
+    /// Queues the response, then the events (the caller holds the lock).
+    fn answer(&self, me: &MemberHandle, id: &Value, result: Outcome) {
+        match result {
+            Ok((payload, deliveries)) => {
+                me.send_self(Message::text(events::response(id, payload)));
+                for d in deliveries {
+                    self.hub
+                        .send_to_room(&d.user, is_live, Message::text(events::event(&d.event)));
+                }
+            }
+            Err(error) => {
+                me.send_self(Message::text(events::error_response(id, &error)));
+            }
+        }
+    }
+
+    /// Queues the response and the missed events, then marks the socket
+    /// live, all under the lock: no event is missed or sent twice.
+    fn subscribe(&self, me: &MemberHandle, user: &str, id: &Value, last_event_id: u64) {
+        let mut store = self.store();
+        let replay = match store.replay(user, last_event_id, Now::current()) {
+            Ok(r) => r,
+            Err(error) => {
+                me.send_self(Message::text(events::error_response(id, &error)));
+                return;
+            }
+        };
+        let mut payload = json!({
+            "lastEventId": replay.last_event_id,
+            "count": replay.events.len(),
+        });
+        if replay.truncated {
+            payload["truncated"] = Value::Bool(true);
+        }
+        let mut batch = Vec::with_capacity(replay.events.len() + 1);
+        batch.push(Message::text(events::response(id, payload)));
+        batch.extend(
+            replay
+                .events
+                .iter()
+                .map(|e| Message::text(events::event(e))),
+        );
+        me.send_self(batch);
+        me.set_role(LIVE);
+    }
+}

@@ -1,0 +1,636 @@
+//! Settings: built-in defaults, then `config.yaml` (or `--config PATH`), then
+//! `PIXPRESS__SECTION__KEY` environment variables. Owns parsing and
+//! validation only; it starts nothing.
+//!
+//! Sizes are written `10MB`, `500KB`, `64MiB` or as a plain number of bytes.
+//! `KB`/`MB`/`GB` are binary (1024-based), as TinyImage used them, so the
+//! default `10MB` upload limit is 10485760 bytes. Durations are written
+//! `30s`, `10m`, `24h`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+mod storage;
+mod tcp;
+
+pub use storage::StorageSettings;
+pub use tcp::TcpSettings;
+
+/// The settings file read when no `--config` is given and it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config.yaml";
+
+/// Every setting of the server, grouped by section as in `config.yaml`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub upload: UploadSettings,
+    pub download: DownloadSettings,
+    pub limits: LimitSettings,
+    pub cache: CacheSettings,
+    pub ws: WsSettings,
+    pub share: ShareSettings,
+    pub img2img: Img2ImgSettings,
+    pub tcp: TcpSettings,
+    pub chat: ChatSettings,
+    pub auth: AuthSettings,
+    pub backend: BackendSettings,
+    pub storage: StorageSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    /// HTTP port; 0 picks any free port.
+    pub port: u16,
+    /// Optional directory where finished results are also written.
+    pub output_dir: Option<PathBuf>,
+    /// How often old files in `output_dir` are removed (older than `cache.ttl`).
+    #[serde(with = "humantime_serde")]
+    pub output_cleanup_interval: Duration,
+    /// How long shutdown waits for jobs in flight.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            output_dir: None,
+            output_cleanup_interval: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadSettings {
+    /// Largest accepted upload (the file itself).
+    #[serde(deserialize_with = "de_size")]
+    pub max_upload_size: u64,
+    /// Encodes running at once, on blocking threads.
+    pub max_concurrent_tasks: usize,
+    /// Jobs waiting for a worker; beyond that, uploads get 503.
+    pub max_queue: usize,
+    /// A job running longer than this fails with `processing_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// Uploads per minute per client address; 0 turns rate limiting off.
+    pub rate_limit_per_minute: u32,
+    /// Burst allowed above the rate.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_size: 10 * 1024 * 1024,
+            max_concurrent_tasks: 3,
+            max_queue: 64,
+            job_timeout: Duration::from_secs(60),
+            rate_limit_per_minute: 600,
+            rate_limit_burst: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownloadSettings {
+    /// Relative path prefix announced in `GET /` for downloads.
+    pub download_url: String,
+}
+
+impl Default for DownloadSettings {
+    fn default() -> Self {
+        Self {
+            download_url: "download/".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest decoded image, in pixels (checked from the header).
+    pub max_pixels: u64,
+    /// Largest width or height.
+    pub max_dimension: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_pixels: 50_000_000,
+            max_dimension: 16_384,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// How long results and statuses are kept after their last write.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Bound on the bytes of results held in memory.
+    #[serde(deserialize_with = "de_size")]
+    pub max_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(3600),
+            max_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Limits of the `/ws` job socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsSettings {
+    /// Largest WebSocket message (a base64 request is 4/3 of the image).
+    #[serde(deserialize_with = "de_size")]
+    pub max_message_bytes: u64,
+    /// Requests a single socket may have queued or processing.
+    pub max_in_flight: usize,
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024 * 1024,
+            max_in_flight: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShareSettings {
+    /// Shared images are resized to fit this box.
+    pub max_dimension: u32,
+    /// Byte budget of a processed shared image.
+    #[serde(deserialize_with = "de_size")]
+    pub max_image_bytes: u64,
+    /// Base64 characters per chunk, both directions.
+    pub chunk_size: usize,
+    /// Items a late joiner is sent.
+    pub history: usize,
+    /// How long history items are kept.
+    #[serde(with = "humantime_serde")]
+    pub history_ttl: Duration,
+    /// Largest upload (decoded bytes) before processing.
+    #[serde(deserialize_with = "de_size")]
+    pub max_upload_bytes: u64,
+    /// Chunks per upload.
+    pub max_chunks: usize,
+    /// Uploads one member may have in flight.
+    pub max_uploads_per_member: usize,
+    /// Members per room.
+    pub max_members: usize,
+    /// An upload with no new chunk for this long is dropped.
+    #[serde(with = "humantime_serde")]
+    pub upload_timeout: Duration,
+    /// Outbound messages queued per member before it is dropped as too slow.
+    /// Raised, if needed, to hold one whole processed image's chunks.
+    pub member_queue: usize,
+    /// Largest text message, in bytes.
+    #[serde(deserialize_with = "de_size_usize")]
+    pub max_text_bytes: usize,
+    /// Bound on the bytes of history held for all rooms together.
+    #[serde(deserialize_with = "de_size")]
+    pub history_max_bytes: u64,
+}
+
+impl Default for ShareSettings {
+    fn default() -> Self {
+        Self {
+            max_dimension: 2048,
+            max_image_bytes: 500_000,
+            chunk_size: 32_768,
+            history: 20,
+            history_ttl: Duration::from_secs(3600),
+            max_upload_bytes: 20 * 1024 * 1024,
+            max_chunks: 1024,
+            max_uploads_per_member: 4,
+            max_members: 64,
+            upload_timeout: Duration::from_secs(60),
+            member_queue: 1024,
+            max_text_bytes: 16 * 1024,
+            history_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Img2ImgSettings {
+    /// Metadata waiting for its binary frame is dropped after this.
+    #[serde(with = "humantime_serde")]
+    pub metadata_timeout: Duration,
+    /// A job running longer is answered with `processing_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub processing_timeout: Duration,
+    /// Largest WebSocket message.
+    #[serde(deserialize_with = "de_size")]
+    pub max_message_bytes: u64,
+    /// Members per room.
+    pub max_members: usize,
+    /// Requests one connection may have queued or processing at once.
+    pub max_in_flight: usize,
+    /// Outbound messages queued per member before it is dropped as too slow
+    /// (a result is two messages).
+    pub member_queue: usize,
+}
+
+impl Default for Img2ImgSettings {
+    fn default() -> Self {
+        Self {
+            metadata_timeout: Duration::from_secs(10),
+            processing_timeout: Duration::from_secs(60),
+            max_message_bytes: 16 * 1024 * 1024,
+            max_members: 64,
+            max_in_flight: 4,
+            member_queue: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatSettings {
+    /// How long events and messages are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Events kept per user (oldest dropped first).
+    pub max_events_per_user: usize,
+    /// Messages kept per chat.
+    pub max_messages_per_chat: usize,
+    /// Largest text of a message, in bytes.
+    pub max_message_len: usize,
+    /// Largest WebSocket message.
+    #[serde(deserialize_with = "de_size")]
+    pub max_frame_bytes: u64,
+    /// Messages kept in all chats together (oldest dropped first).
+    pub max_messages: usize,
+    /// Users tracked at once; past it, unknown users are refused.
+    pub max_users: usize,
+    /// Longest user id (`?user=` and `chatId`), in bytes.
+    pub max_user_id_len: usize,
+    /// Sockets one user may have open at once.
+    pub max_sockets_per_user: usize,
+    /// Live frames queued per socket before it is dropped as too slow. The
+    /// queue also has room for a whole `subscribe` replay on top of this
+    /// (`max_events_per_user` frames), so a replay never overflows it.
+    pub socket_queue: usize,
+    /// Requests one socket may have waiting; past it, requests are answered
+    /// with `busy`.
+    pub max_pending_requests: usize,
+    /// Messages a `history` request returns when it gives no `limit`.
+    pub default_history_limit: usize,
+    /// Largest `limit` of a `history` request (larger ones are capped).
+    pub max_history_limit: usize,
+    /// Bytes of processed chat images kept in memory (least used dropped first).
+    #[serde(deserialize_with = "de_size")]
+    pub image_cache_bytes: u64,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(24 * 3600),
+            max_events_per_user: 10_000,
+            max_messages_per_chat: 10_000,
+            max_message_len: 16 * 1024,
+            max_frame_bytes: 16 * 1024 * 1024,
+            max_messages: 1_000_000,
+            max_users: 100_000,
+            max_user_id_len: 128,
+            max_sockets_per_user: 16,
+            socket_queue: 1024,
+            max_pending_requests: 64,
+            default_history_limit: 50,
+            max_history_limit: 500,
+            image_cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// When not empty, the HTTP and WS job APIs need `Authorization: Bearer <key>`.
+    pub api_keys: Vec<String>,
+    /// When set, rooms and chat take the user from a signed token's `sub`.
+    pub jwt_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSettings {
+    /// `memory` (one instance) or `redis` (instances sharing one Redis form
+    /// one job service; see docs/distributed.md).
+    pub kind: BackendKind,
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel, so several services (or
+    /// tests) can share one Redis.
+    pub key_prefix: String,
+    /// A job taken by an instance and not finished after this long is
+    /// taken again by another (its worker is presumed dead). Defaults to
+    /// twice `upload.job_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub claim_idle: Option<Duration>,
+}
+
+impl BackendSettings {
+    /// `claim_idle`, or its default for the given job timeout.
+    pub fn claim_idle_or(&self, job_timeout: Duration) -> Duration {
+        self.claim_idle.unwrap_or(job_timeout * 2)
+    }
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        Self {
+            kind: BackendKind::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "pixpress:".into(),
+            claim_idle: None,
+        }
+    }
+}
+
+/// A settings file or variable that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: config::ConfigError,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(config::ConfigError),
+    #[error("invalid configuration: {key}: {message}")]
+    Value { key: &'static str, message: String },
+}
+
+impl Settings {
+    /// Loads defaults, then the file (`path`, or `config.yaml` when present),
+    /// then `PIXPRESS__SECTION__KEY` variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = std::env::vars().filter(|(k, _)| k.starts_with("PIXPRESS__"));
+        Self::load_from(path, env)
+    }
+
+    /// As `load`, with the environment given (tests use this).
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        let file = match path {
+            Some(p) => Some((p.to_path_buf(), true)),
+            None => Some((PathBuf::from(DEFAULT_CONFIG_FILE), false)),
+        };
+        if let Some((p, required)) = file {
+            if required && !p.exists() {
+                return Err(ConfigError::File {
+                    path: p,
+                    source: config::ConfigError::Message("file not found".into()),
+                });
+            }
+            builder = builder.add_source(
+                config::File::from(p.as_path())
+                    .format(config::FileFormat::Yaml)
+                    .required(required),
+            );
+        }
+        let env_map: config::Map<String, String> = env.into_iter().collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("PIXPRESS")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("auth.api_keys")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let built = builder.build().map_err(|e| match path {
+            Some(p) => ConfigError::File {
+                path: p.to_path_buf(),
+                source: e,
+            },
+            None => ConfigError::Invalid(e),
+        })?;
+        let settings: Settings = built.try_deserialize().map_err(ConfigError::Invalid)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key, message: &str| {
+            Err(ConfigError::Value {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.upload.max_concurrent_tasks == 0 {
+            return fail("upload.max_concurrent_tasks", "must be at least 1");
+        }
+        if self.upload.max_upload_size == 0 {
+            return fail("upload.max_upload_size", "must be more than 0");
+        }
+        if self.limits.max_pixels == 0 || self.limits.max_dimension == 0 {
+            return fail("limits", "max_pixels and max_dimension must be more than 0");
+        }
+        if self.cache.ttl.is_zero() {
+            return fail("cache.ttl", "must be more than 0");
+        }
+        if self.share.chunk_size < 4 {
+            return fail("share.chunk_size", "must be at least 4 base64 characters");
+        }
+        if self.backend.kind == BackendKind::Redis && self.backend.redis_url.is_empty() {
+            return fail("backend.redis_url", "is required with backend.kind redis");
+        }
+        Ok(())
+    }
+
+    /// The pipeline limits derived from these settings.
+    /// The pipeline limits with inputs bounded by `max_input_bytes` (a
+    /// protocol's own upload bound) instead.
+    pub fn pipeline_limits_within(&self, max_input_bytes: u64) -> crate::pipeline::Limits {
+        crate::pipeline::Limits {
+            max_input_bytes: usize::try_from(max_input_bytes).unwrap_or(usize::MAX),
+            ..self.pipeline_limits()
+        }
+    }
+
+    pub fn pipeline_limits(&self) -> crate::pipeline::Limits {
+        crate::pipeline::Limits {
+            max_input_bytes: usize::try_from(self.upload.max_upload_size)
+                .unwrap_or(usize::MAX)
+                .max(usize::try_from(self.share.max_upload_bytes).unwrap_or(usize::MAX)),
+            max_pixels: self.limits.max_pixels,
+            max_dimension: self.limits.max_dimension,
+        }
+    }
+}
+
+/// Parses `10MB`, `500KB`, `64MiB`, `1.5GB` or a plain byte count. `KB`,
+/// `MB` and `GB` are 1024-based.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(text.trim())
+        .map_err(|e| format!("{text:?} is not a size (write e.g. 10MB, 500KB or 1048576): {e}"))
+}
+
+/// Serde helper: a size as a number of bytes or a string such as `10MB`.
+pub fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Int(n) => Ok(n),
+        Raw::Text(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Serde helper for `usize` sizes.
+pub fn de_size_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = de_size(d)?;
+    usize::try_from(n).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn sizes_are_binary_units_or_plain_bytes() {
+        assert_eq!(parse_size("10MB").unwrap(), 10_485_760);
+        assert_eq!(parse_size("500KB").unwrap(), 512_000);
+        assert_eq!(parse_size("1234").unwrap(), 1234);
+        assert!(parse_size("ten megs").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::load_from(Some(Path::new("/nonexistent-ok")), env(&[]));
+        assert!(s.is_err(), "a named file that does not exist is an error");
+        let s = Settings::default();
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.upload.max_upload_size, 10_485_760);
+        assert_eq!(s.upload.max_concurrent_tasks, 3);
+        assert_eq!(s.share.max_image_bytes, 500_000);
+        assert_eq!(s.share.chunk_size, 32_768);
+    }
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "server:\n  port: 1234\nupload:\n  max_upload_size: 2MB\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&path),
+            env(&[
+                ("PIXPRESS__SERVER__PORT", "9000"),
+                ("PIXPRESS__CACHE__TTL", "5m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9000);
+        assert_eq!(s.upload.max_upload_size, 2 * 1024 * 1024);
+        assert_eq!(s.cache.ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "upload:\n  max_upload_size: lots\n").unwrap();
+        let err = Settings::load_from(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("max_upload_size"), "{err}");
+        let err = Settings::load_from(
+            None,
+            env(&[("PIXPRESS__UPLOAD__MAX_CONCURRENT_TASKS", "0")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_concurrent_tasks"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_config_file_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let s = Settings::load_from(Some(&path), env(&[])).unwrap();
+        let d = Settings::default();
+        assert_eq!(format!("{s:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn the_shipped_config_file_names_every_key() {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml"))
+                .unwrap();
+        let debug = format!("{:#?}", Settings::default());
+        let missing: Vec<&str> = debug
+            .lines()
+            .filter_map(|l| l.trim_start().split_once(": ").map(|(k, _)| k))
+            .filter(|k| {
+                k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+            })
+            .filter(|k| {
+                !text.lines().any(|l| {
+                    l.trim_start()
+                        .trim_start_matches("# ")
+                        .starts_with(&format!("{k}:"))
+                })
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "config.yaml does not document {missing:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "server:\n  prot: 1\n").unwrap();
+        let err = Settings::load_from(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+}

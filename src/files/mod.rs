@@ -1,0 +1,144 @@
+//! The named-file store shared by the TCP image-sharing protocol and the
+//! `/files` HTTP routes: one flat namespace of files, kept in memory by
+//! default or in a directory when `storage.dir` is set.
+//!
+//! This module owns the `FileStore` trait, its errors and the one way to
+//! call it from async code (`blocking`); the name rules live in `name`, the
+//! two implementations in `memory` and `dir`.
+//! Stores never overwrite: a second `put` of the same name is refused.
+
+pub mod dir;
+pub mod memory;
+pub mod name;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::Code;
+
+pub use crate::config::StorageSettings;
+pub use dir::DirStore;
+pub use memory::MemoryStore;
+pub use name::{validate_name, NameError, MAX_NAME_BYTES};
+
+/// Capacity limits every store enforces on `put`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub max_files: usize,
+    pub max_total_bytes: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Self::from(&StorageSettings::default())
+    }
+}
+
+impl From<&StorageSettings> for Quota {
+    fn from(s: &StorageSettings) -> Self {
+        Self {
+            max_files: s.max_files,
+            max_total_bytes: s.max_total_bytes,
+        }
+    }
+}
+
+/// Opens the configured store: a directory when `storage.dir` is set
+/// (created if needed), else memory.
+pub fn open(settings: &StorageSettings) -> Result<Arc<dyn FileStore>, StorageError> {
+    let quota = Quota::from(settings);
+    Ok(match &settings.dir {
+        Some(dir) => Arc::new(DirStore::open(dir, quota)?),
+        None => Arc::new(MemoryStore::new(quota)),
+    })
+}
+
+/// One stored file, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    #[error("a file named {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("no file named {0:?}")]
+    NotFound(String),
+    #[error("the store is full: {0}")]
+    Full(String),
+    /// The store operation stopped half-way (its thread panicked).
+    #[error("the store operation was interrupted")]
+    Interrupted,
+    #[error("storage I/O error while {action}: {source}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| Self::Io { action, source }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidName(_) => Code::InvalidName,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::NotFound(_) => Code::NotFound,
+            Self::Full(_) => Code::StoreFull,
+            Self::Io { .. } | Self::Interrupted => Code::StorageError,
+        }
+    }
+}
+
+/// Runs a store operation on a blocking thread: stores are synchronous and
+/// may touch the disk. The one way async callers use a `FileStore`.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or(Err(StorageError::Interrupted))
+}
+
+/// A flat store of named files. Operations are synchronous and may touch the
+/// disk: async callers run them with `tokio::task::spawn_blocking`.
+pub trait FileStore: Send + Sync + 'static {
+    /// Stores `data` under `name`; never overwrites an existing file.
+    fn put(&self, name: &str, data: Bytes) -> Result<(), StorageError>;
+    /// The exact bytes stored under `name`.
+    fn get(&self, name: &str) -> Result<Bytes, StorageError>;
+    /// All files, sorted by name.
+    fn list(&self) -> Result<Vec<FileEntry>, StorageError>;
+}
+
+/// Checks `data` fits the quota given the current usage.
+pub(crate) fn check_quota(
+    quota: &Quota,
+    files: usize,
+    total: u64,
+    data_len: u64,
+) -> Result<(), StorageError> {
+    if files >= quota.max_files {
+        return Err(StorageError::Full(format!(
+            "it holds the maximum of {} files",
+            quota.max_files
+        )));
+    }
+    if total.saturating_add(data_len) > quota.max_total_bytes {
+        return Err(StorageError::Full(format!(
+            "{data_len} more bytes would exceed the limit of {} bytes",
+            quota.max_total_bytes
+        )));
+    }
+    Ok(())
+}

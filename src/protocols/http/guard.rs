@@ -1,0 +1,70 @@
+//! Request guards for the job APIs: API keys (`auth.api_keys`) and
+//! per-client upload rate limits (`upload.rate_limit_per_minute`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum_extra::headers::authorization::Bearer;
+use axum_extra::headers::{Authorization, HeaderMapExt};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// Uploads per client address.
+pub type UploadLimiter = DefaultKeyedRateLimiter<IpAddr>;
+
+pub fn upload_limiter(per_minute: u32, burst: u32) -> Option<Arc<UploadLimiter>> {
+    let rate = NonZeroU32::new(per_minute)?;
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    Some(Arc::new(RateLimiter::keyed(
+        Quota::per_minute(rate).allow_burst(burst),
+    )))
+}
+
+/// Requires `Authorization: Bearer <key>` (or `?access_token=<key>`, for
+/// browsers' WebSockets) when API keys are configured.
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let auth = &state.settings.auth;
+    if auth.api_keys.is_empty() {
+        return next.run(request).await;
+    }
+    let from_header = request
+        .headers()
+        .typed_get::<Authorization<Bearer>>()
+        .map(|a| a.token().trim().to_owned());
+    let from_query = request
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")))
+        .map(str::to_owned);
+    if crate::auth::api_key_allowed(auth, from_header.or(from_query).as_deref()) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+/// Counts one upload (HTTP or WebSocket connection) against the client.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(limiter) = &state.upload_limiter {
+        let ip = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(ip) = ip {
+            if limiter.check_key(&ip).is_err() {
+                return ApiError::rate_limited().into_response();
+            }
+        }
+    }
+    next.run(request).await
+}

@@ -1,0 +1,332 @@
+//! The TinyImage-compatible job API: `GET /`, `POST /upload`,
+//! `GET /status/{md5}`, `GET /download/{md5}`. Thin handlers over `JobStore`.
+
+use std::time::Duration;
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::error::Code;
+use crate::jobs::{Task, TaskKey, UploadOptions, Variant, VariantState};
+use crate::pipeline::Format;
+
+/// Room for the multipart framing and the option fields around the file.
+pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// Longest `?wait=` in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueView {
+    queued: usize,
+    processing: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServiceInfo {
+    version: &'static str,
+    download_url: String,
+    max_upload_size_bytes: u64,
+    max_concurrent_tasks: usize,
+    formats: Vec<&'static str>,
+    queue: QueueView,
+}
+
+/// `GET /`: service facts as JSON, or the web app for a browser.
+#[utoipa::path(get, path = "/", responses((status = 200, body = ServiceInfo), (status = 303, description = "a browser is sent to /app/")))]
+pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if prefers_html(&headers) {
+        return Redirect::to("/app/").into_response();
+    }
+    let stats = state.store.pool().stats();
+    Json(ServiceInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        download_url: state.settings.download.download_url.clone(),
+        max_upload_size_bytes: state.settings.upload.max_upload_size,
+        max_concurrent_tasks: state.settings.upload.max_concurrent_tasks,
+        formats: Format::ALL
+            .iter()
+            .filter(|f| f.available())
+            .map(|f| f.name())
+            .collect(),
+        queue: QueueView {
+            queued: stats.queued,
+            processing: stats.processing,
+        },
+    })
+    .into_response()
+}
+
+fn prefers_html(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let html = accept.find("text/html");
+    let json = accept.find("application/json");
+    match (html, json) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+/// The answer to an upload.
+#[derive(Serialize, ToSchema)]
+pub struct UploadAnswer {
+    message: &'static str,
+    md5: String,
+    format: &'static str,
+    quality: u8,
+}
+
+/// `POST /upload`: multipart `picture` plus options; answers 202 (200 when
+/// the same variant is already done).
+#[utoipa::path(post, path = "/upload",
+    request_body(content_type = "multipart/form-data", description = "fields: picture (file, required), format, quality, width, height, fit, max_bytes"),
+    responses(
+        (status = 202, body = UploadAnswer, description = "queued"),
+        (status = 200, body = UploadAnswer, description = "already done"),
+        (status = 400, description = "bad field"), (status = 413, description = "too large"),
+        (status = 415, description = "not an image we decode"), (status = 422, description = "image over the limits"),
+        (status = 429, description = "rate limited"), (status = 503, description = "queue full")))]
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let limit = state.settings.upload.max_upload_size;
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit + MULTIPART_OVERHEAD {
+            return Err(ApiError::too_large(limit));
+        }
+    }
+    let mut multipart = multipart
+        .map_err(|e| ApiError::bad_request(format!("expected a multipart/form-data body: {e}")))?;
+    let mut options = UploadOptions::default();
+    let mut picture: Option<Bytes> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or("").to_owned();
+        if name == "picture" {
+            let mut buf = BytesMut::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                if (buf.len() + chunk.len()) as u64 > limit {
+                    return Err(ApiError::too_large(limit));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            picture = Some(buf.freeze());
+        } else {
+            let value = field.text().await.map_err(multipart_error)?;
+            if value.len() > 256 {
+                return Err(ApiError::bad_request(format!("{name}: value too long")));
+            }
+            options.set(&name, value);
+        }
+    }
+    let picture =
+        picture.ok_or_else(|| ApiError::bad_request("picture: the image file is missing"))?;
+    if picture.is_empty() {
+        return Err(ApiError::bad_request("picture: the file is empty"));
+    }
+    let spec = options
+        .to_spec(state.settings.limits.max_dimension)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    let submitted = state.store.submit(picture, spec).await?;
+    let done = matches!(submitted.variant.state(), VariantState::Done(_));
+    let status = if done {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let answer = UploadAnswer {
+        message: if done {
+            "Your image is already processed"
+        } else {
+            "Your image is queued for processing"
+        },
+        md5: submitted.task.key.to_string(),
+        format: spec.format.name(),
+        quality: spec.quality,
+    };
+    Ok((status, Json(answer)).into_response())
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::of(Code::TooLarge, e.body_text())
+    } else {
+        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// One variant's status, as `/status` and `/ws` report it.
+#[derive(Serialize, ToSchema, Debug, Clone)]
+pub struct VariantView {
+    pub md5: String,
+    pub status: &'static str,
+    pub format: &'static str,
+    pub quality: u8,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub size: Option<usize>,
+    pub original_size: usize,
+    pub error: Option<String>,
+    /// The error's machine code, when failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub code: Option<Code>,
+}
+
+impl VariantView {
+    pub fn of(task: &Task, variant: &Variant) -> Self {
+        let state = variant.state();
+        let (width, height, size, error, code) = match &state {
+            VariantState::Done(f) => (
+                Some(f.width),
+                Some(f.height),
+                Some(f.bytes.len()),
+                None,
+                None,
+            ),
+            VariantState::Failed(e) => (None, None, None, Some(e.to_string()), Some(e.code())),
+            _ => (None, None, None, None, None),
+        };
+        Self {
+            md5: task.key.to_string(),
+            status: state.name(),
+            format: variant.spec.format.name(),
+            quality: variant.spec.quality,
+            width,
+            height,
+            size,
+            original_size: task.original_size,
+            error,
+            code,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct WaitQuery {
+    wait: Option<f64>,
+}
+
+/// `GET /status/{md5}`: one entry per variant; `?wait=N` (at most 30)
+/// holds the answer until nothing is queued or processing.
+#[utoipa::path(get, path = "/status/{md5}", params(("md5" = String, Path), ("wait" = Option<f64>, Query)),
+    responses((status = 200, body = [VariantView]), (status = 404, description = "unknown md5")))]
+pub async fn status(
+    State(state): State<AppState>,
+    Path(md5): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Vec<VariantView>>, ApiError> {
+    let task = find_task(&state, &md5).await?;
+    if let Some(wait) = q.wait.filter(|w| w.is_finite() && *w > 0.0) {
+        let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECONDS as f64));
+        state.store.wait_settled(&task, wait).await;
+    }
+    let views = task
+        .variants()
+        .iter()
+        .map(|v| VariantView::of(&task, v))
+        .collect();
+    Ok(Json(views))
+}
+
+async fn find_task(state: &AppState, md5: &str) -> Result<std::sync::Arc<Task>, ApiError> {
+    let key = TaskKey::parse(md5)
+        .ok_or_else(|| ApiError::not_found(format!("no task {md5:?}: not an md5")))?;
+    state
+        .store
+        .lookup(&key)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no task {key} (unknown or expired)")))
+}
+
+/// `GET /download/{md5}`: the processed bytes of the variant the options
+/// pick, or of the one finished last.
+#[utoipa::path(get, path = "/download/{md5}",
+    params(("md5" = String, Path), ("format" = Option<String>, Query), ("quality" = Option<u8>, Query),
+        ("width" = Option<u32>, Query), ("height" = Option<u32>, Query), ("fit" = Option<String>, Query), ("max_bytes" = Option<String>, Query)),
+    responses((status = 200, description = "the image", content_type = "image/*"), (status = 304, description = "not modified"),
+        (status = 404, description = "unknown md5 or variant"), (status = 409, description = "not ready"), (status = 422, description = "the variant failed")))]
+pub async fn download(
+    State(state): State<AppState>,
+    Path(md5): Path<String>,
+    Query(options): Query<UploadOptions>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let task = find_task(&state, &md5).await?;
+    let max_dim = state.settings.limits.max_dimension;
+    if !options.is_empty() {
+        options
+            .to_spec(max_dim)
+            .map_err(|e| ApiError::bad_request(e.0))?;
+    }
+    let variant = task
+        .pick(|spec| options.matches(spec, max_dim).unwrap_or(false))
+        .ok_or_else(|| ApiError::not_found("no variant of this task matches those options"))?;
+    let finished = match variant.state() {
+        VariantState::Done(f) => f,
+        VariantState::Failed(e) => {
+            let status = match e.code().status() {
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                s => s,
+            };
+            return Err(ApiError::new(status, e.code(), e.to_string()));
+        }
+        other => {
+            let body = serde_json::json!({
+                "error": Code::NotReady,
+                "status": other.name(),
+                "message": "the image is not processed yet; wait on /status/{md5}?wait=10",
+            });
+            return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+        }
+    };
+    let ext = finished.format.extension();
+    let etag = format!("\"{}-{}-{}\"", task.key, variant.spec.file_stem(), ext);
+    let not_modified = super::webapp::if_none_match(&headers, &etag);
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        finished.bytes.clone().into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(finished.format.mime()),
+    );
+    if !not_modified {
+        h.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(finished.bytes.len()),
+        );
+    }
+    // The md5, the variant's file stem and the extension are ASCII.
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, value);
+    }
+    let disposition = format!("attachment; filename=\"{}.{ext}\"", task.key);
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, value);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,53 @@
+//! The protocols: each translates its wire messages into calls on the
+//! services (`jobs`, `rooms`, `chat`, `files`, `auth`) and their answers
+//! and errors (codes from `crate::error`) back. None decides anything a
+//! service owns, and none imports another protocol's internals.
+//!
+//! - `http`: the job API, files, health, metrics, API document, web app.
+//! - `ws`: every WebSocket protocol (`/ws`, share rooms, img2img, chat) on
+//!   one socket loop, one wire module and one in-flight limiter.
+//! - `tcp`: the pickle-framed image-sharing protocol.
+//!
+//! [`router`] is the one place HTTP and WebSocket routes are put together.
+
+pub mod http;
+pub mod tcp;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::chat::ChatService;
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::files::FileStore;
+use crate::jobs::WorkerPool;
+
+/// What the routes serve: the services of one server.
+#[derive(Clone)]
+pub struct Services {
+    pub settings: Arc<Settings>,
+    pub pool: WorkerPool,
+    pub app: http::AppState,
+    pub files: Arc<dyn FileStore>,
+    pub chat: Arc<ChatService>,
+}
+
+/// Every HTTP and WebSocket route of the server: one line per protocol.
+pub fn router(services: &Services) -> Router {
+    Router::new()
+        .merge(http::router(services.app.clone()))
+        .merge(http::files::routes(services.files.clone()))
+        .merge(http::webapp::routes())
+        .merge(ws::share::routes(services.pool.clone(), &services.settings))
+        .merge(ws::img2img::routes(
+            services.pool.clone(),
+            &services.settings,
+        ))
+        .merge(ws::chat::routes_for(
+            services.chat.clone(),
+            services.settings.clone(),
+        ))
+        .fallback(|| async { ApiError::not_found("no such route") })
+}

@@ -1,0 +1,165 @@
+//! One chat socket: joins the hub room of its user, parses frames and hands
+//! them, in arrival order, to a per-socket worker that carries them out one
+//! at a time (so responses and events keep the order of the requests). The
+//! shared socket loop (`ws::socket::serve`) does the reading and writing,
+//! the shared limiter bounds the requests waiting. Owns the socket's queue
+//! of pending requests and its presence.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::envelope::{self, BadFrame, ClientFrame};
+use crate::chat::events::{coded_error_response, error_response};
+use crate::chat::{ChatError, ChatService, UserId};
+use crate::protocols::ws::limiter::{InFlight, InFlightPermit};
+use crate::protocols::ws::socket::{refuse, serve, Session, CLOSE_TRY_AGAIN};
+use crate::rooms::{MemberHandle, Membership};
+
+/// Runs one connection of `user` to its end.
+pub async fn run(socket: WebSocket, service: Arc<ChatService>, user: UserId, max_pending: usize) {
+    let membership = match service.hub().join(&user, &user) {
+        Ok((membership, outbound)) => (membership, outbound),
+        Err(e) => {
+            let error = ChatError::TooManySockets(e.to_string());
+            let frame = error_response(&Value::Null, &error);
+            refuse(
+                socket,
+                Message::text(frame),
+                CLOSE_TRY_AGAIN,
+                "too many sockets",
+            )
+            .await;
+            return;
+        }
+    };
+    let (membership, outbound) = membership;
+    if let Err(error) = service.connect(&user) {
+        drop(membership);
+        let frame = error_response(&Value::Null, &error);
+        refuse(
+            socket,
+            Message::text(frame),
+            CLOSE_TRY_AGAIN,
+            "chat is full",
+        )
+        .await;
+        return;
+    }
+    let session = ChatSession::start(service, user, membership, max_pending);
+    serve(socket, outbound, Vec::new(), session).await;
+}
+
+/// What the worker is handed, in arrival order, with its place.
+type Pending = (Result<ClientFrame, BadFrame>, InFlightPermit);
+
+struct ChatSession {
+    service: Arc<ChatService>,
+    user: UserId,
+    handle: MemberHandle,
+    /// Leaves the user's room when dropped.
+    membership: Option<Membership>,
+    pending: mpsc::UnboundedSender<Pending>,
+    /// Bounds the requests waiting (`chat.max_pending_requests`).
+    places: InFlight,
+    worker: JoinHandle<()>,
+}
+
+impl ChatSession {
+    fn start(
+        service: Arc<ChatService>,
+        user: UserId,
+        membership: Membership,
+        max_pending: usize,
+    ) -> Self {
+        let (pending, mut queue) = mpsc::unbounded_channel::<Pending>();
+        let handle = membership.handle();
+        let worker = {
+            let (service, user, me) = (service.clone(), user.clone(), handle.clone());
+            tokio::spawn(async move {
+                while let Some((frame, place)) = queue.recv().await {
+                    carry_out(&service, &me, &user, frame).await;
+                    drop(place);
+                }
+            })
+        };
+        Self {
+            service,
+            user,
+            handle,
+            membership: Some(membership),
+            pending,
+            places: InFlight::new(max_pending),
+            worker,
+        }
+    }
+
+    fn enqueue(&mut self, frame: Result<ClientFrame, BadFrame>) {
+        match self.places.try_take() {
+            // The worker lives as long as the session, so the send succeeds.
+            Ok(place) => {
+                let _ = self.pending.send((frame, place));
+            }
+            Err(full) => {
+                let id = match &frame {
+                    Ok(ClientFrame::Request { id, .. }) => id.clone(),
+                    Ok(ClientFrame::Typing { .. }) => return, // typing is best effort
+                    Err(bad) => bad.id.clone(),
+                };
+                let frame = coded_error_response(&id, full.code(), &full.to_string());
+                self.handle.send_self(Message::text(frame));
+            }
+        }
+    }
+}
+
+async fn carry_out(
+    service: &ChatService,
+    me: &MemberHandle,
+    user: &str,
+    frame: Result<ClientFrame, BadFrame>,
+) {
+    match frame {
+        Ok(ClientFrame::Request { id, request }) => service.handle(me, user, &id, request).await,
+        Ok(ClientFrame::Typing { chat_id }) => {
+            if let Err(error) = service.typing(user, &chat_id) {
+                me.send_self(Message::text(error_response(&Value::Null, &error)));
+            }
+        }
+        Err(BadFrame { id, error }) => {
+            me.send_self(Message::text(error_response(&id, &error)));
+        }
+    }
+}
+
+impl Session for ChatSession {
+    fn on_text(&mut self, text: &str) {
+        self.enqueue(envelope::parse(text));
+    }
+
+    fn on_binary(&mut self, _data: Bytes) {
+        self.enqueue(Err(BadFrame {
+            id: Value::Null,
+            error: ChatError::BinaryFrame,
+        }));
+    }
+
+    fn on_too_large(&mut self) {
+        let error = ChatError::FrameTooLarge;
+        self.handle
+            .send_self(Message::text(error_response(&Value::Null, &error)));
+    }
+}
+
+impl Drop for ChatSession {
+    fn drop(&mut self) {
+        self.worker.abort();
+        // Leave the room first, so the offline notice reaches no one here.
+        self.membership.take();
+        self.service.disconnect(&self.user);
+    }
+}
