@@ -82,11 +82,14 @@ struct Server {
 }
 
 async fn start(settings: TcpSettings) -> Server {
+    start_with_limits(settings, Limits::default()).await
+}
+
+async fn start_with_limits(settings: TcpSettings, limits: Limits) -> Server {
     let store: Arc<dyn FileStore> = Arc::new(MemoryStore::new(Quota::default()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let limits = Limits::default();
     tokio::spawn(serve(
         listener,
         Arc::clone(&store),
@@ -601,6 +604,33 @@ async fn every_put_and_get_error_is_a_clear_error_reply() {
 
 // ---------------------------------------------------------------------------
 // Pickles that would import or call code.
+
+#[tokio::test]
+async fn a_put_image_over_the_servers_pixel_limits_is_refused_and_not_stored() {
+    let limits = Limits {
+        max_pixels: 1_000,
+        ..Limits::default()
+    };
+    let server = start_with_limits(TcpSettings::default(), limits).await;
+    let ex = Exchange::new();
+    let big = ex
+        .send(
+            &server,
+            "pickle.dumps(req('PUT', 'big.png', data))",
+            &png(40, 40),
+        )
+        .await;
+    assert_error(&big, "exceeds the limits");
+    assert!(server.store.list().unwrap().is_empty());
+    let small = ex
+        .send(
+            &server,
+            "pickle.dumps(req('PUT', 'small.png', data))",
+            &png(20, 20),
+        )
+        .await;
+    assert_eq!(small["STATUS"].1, Json::from("OK"), "{small:?}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pickles_that_would_run_code_get_an_error_and_never_run() {

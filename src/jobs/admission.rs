@@ -46,3 +46,48 @@ impl WorkerPool {
         admission.run(input, options, || {}).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(width, height, image::Rgb([10, 20, 30]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_header_over_the_limits_or_a_non_image_never_takes_a_place() {
+        let pool = WorkerPool::new(1, 0, Duration::from_secs(5));
+        let limits = Limits {
+            max_pixels: 1_000,
+            ..Limits::default()
+        };
+        let big = pool.admit(&png(40, 40), &limits).err().unwrap();
+        assert_eq!(big.code(), "too_many_pixels");
+        let text = pool.admit(b"just some text", &limits).err().unwrap();
+        assert_eq!(text.code(), "unsupported_format");
+        // The one slot is still free for an image that fits.
+        let slot = pool.admit(&png(20, 20), &limits).expect("a free slot");
+        assert!(matches!(pool.try_admit(), Err(JobError::QueueFull)));
+        drop(slot);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_shorter_than_the_pools_stops_the_job() {
+        let pool = WorkerPool::new(1, 0, Duration::from_secs(60));
+        let input = Bytes::from(png(20, 20));
+        let err = pool
+            .run_checked(input.clone(), Options::default(), Some(Duration::ZERO))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "processing_timeout");
+        let output = pool
+            .run_checked(input, Options::default(), None)
+            .await
+            .expect("the pool's own deadline is long enough");
+        assert_eq!((output.width, output.height), (20, 20));
+    }
+}
