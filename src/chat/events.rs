@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ChatError;
-use super::store::StoredEvent;
 use crate::error::Code;
 
 /// A user's id, as given by `?user=` (and as a `chatId`).
@@ -123,9 +122,9 @@ struct EventFrame<'a> {
     payload: &'a EventPayload,
 }
 
-/// A stored (numbered) event as sent.
-pub fn event(e: &StoredEvent) -> String {
-    event_frame(Some(e.id), e.timestamp, e.kind, &e.payload)
+/// A stored (numbered) event as sent: its id, when it happened, what.
+pub fn numbered_event(id: u64, timestamp: u64, kind: EventType, payload: &EventPayload) -> String {
+    event_frame(Some(id), timestamp, kind, payload)
 }
 
 /// A transient event (`typing`, `online`, `offline`): no id, not stored.

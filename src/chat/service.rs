@@ -184,7 +184,7 @@ impl ChatService {
                 me.send_self(Message::text(events::response(id, payload)));
                 for d in deliveries {
                     self.hub
-                        .send_to_room(&d.user, is_live, Message::text(events::event(&d.event)));
+                        .send_to_room(&d.user, is_live, Message::text(d.event.frame()));
                 }
             }
             Err(error) => {
@@ -213,12 +213,7 @@ impl ChatService {
         }
         let mut batch = Vec::with_capacity(replay.events.len() + 1);
         batch.push(Message::text(events::response(id, payload)));
-        batch.extend(
-            replay
-                .events
-                .iter()
-                .map(|e| Message::text(events::event(e))),
-        );
+        batch.extend(replay.events.iter().map(|e| Message::text(e.frame())));
         me.send_self(batch);
         me.set_role(LIVE);
     }

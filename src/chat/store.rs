@@ -45,6 +45,13 @@ pub struct StoredEvent {
     at: Instant,
 }
 
+impl StoredEvent {
+    /// The event as sent.
+    pub fn frame(&self) -> String {
+        super::events::numbered_event(self.id, self.timestamp, self.kind, &self.payload)
+    }
+}
+
 /// An event to hand to a user's live sockets.
 #[derive(Debug, Clone)]
 pub struct Delivery {

@@ -1,13 +1,17 @@
-//! The job service: task keys and variants, the checked admission, the
-//! bounded worker pool and the result store. Every protocol's image work
-//! goes through here.
+//! The job service: task keys and variants (`variant`, `task`), the checked
+//! admission, the bounded worker pool, the result store (`store`, and its
+//! mirror of the shared backend, `shared`), the records the backend keeps
+//! (`record`) and the shared worker loop (`worker`). Every protocol's image
+//! work goes through here.
 
 mod admission;
 mod error;
 pub mod pool;
 pub mod record;
 mod request;
+mod shared;
 pub mod store;
+mod task;
 mod variant;
 pub mod worker;
 
@@ -15,7 +19,6 @@ pub use admission::check_header;
 pub use error::JobError;
 pub use pool::{Admission, PoolStats, WorkerPool};
 pub use request::{OptionError, UploadOptions};
-pub use store::{
-    Finished, JobObserver, JobStore, StoreSettings, Submitted, Task, Variant, VariantState,
-};
+pub use store::{JobObserver, JobStore, StoreSettings};
+pub use task::{Finished, Submitted, Task, Variant, VariantState};
 pub use variant::{TaskKey, VariantSpec};
