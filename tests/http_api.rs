@@ -467,6 +467,48 @@ async fn uploads_are_rate_limited_per_client() {
 }
 
 #[tokio::test]
+async fn refusals_past_the_rate_limit_reach_a_keep_alive_client() {
+    let mut settings = test_settings();
+    settings.upload.rate_limit_per_minute = 1;
+    settings.upload.rate_limit_burst = 2;
+    let server = start(settings).await;
+    let base = base_url(&server);
+    // One client, so the requests share keep-alive connections.
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _round in 0..4 {
+        let requests = (0..40).map(|i| {
+            let body = vec![b'x' ^ (i as u8); 1024];
+            client
+                .post(format!("{base}/upload"))
+                .multipart(form(body, &[]))
+                .send()
+        });
+        for answer in futures_util::future::join_all(requests).await {
+            let answer = answer.expect("every request gets its answer, never a reset");
+            let status = answer.status();
+            let body: Value = answer.json().await.expect("a JSON error body");
+            assert!(body["error"].is_string(), "{body}");
+            statuses.push(status);
+        }
+    }
+    assert_eq!(statuses.len(), 160);
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .count();
+    // The burst of two (and at most one token refilled a minute later)
+    // reaches the handler, which refuses bytes that are not an image.
+    assert!((2..=3).contains(&refused), "{refused} reached the handler");
+    assert_eq!(limited + refused, 160, "the rest is rate limited");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn results_are_copied_to_the_output_dir() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings();

@@ -24,25 +24,42 @@ pub struct UploadOptions {
     pub max_bytes: Option<String>,
 }
 
+/// The smallest and largest byte budgets (`max_bytes`).
+pub const MIN_BUDGET: u64 = 64;
+pub const MAX_BUDGET: u64 = 1_000_000_000_000;
+
 /// An option that cannot be used; the text names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct OptionError(pub String);
 
 impl UploadOptions {
+    /// Whether `name` is an option field (others are ignored).
+    pub fn accepts(name: &str) -> bool {
+        Self::default().slot(name).is_some()
+    }
+
     /// Sets a field by its form name; unknown names are ignored.
     pub fn set(&mut self, name: &str, value: String) -> bool {
-        let slot = match name {
+        match self.slot(name) {
+            Some(slot) => {
+                *slot = Some(value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
             "format" => &mut self.format,
             "quality" => &mut self.quality,
             "width" => &mut self.width,
             "height" => &mut self.height,
             "fit" => &mut self.fit,
             "max_bytes" => &mut self.max_bytes,
-            _ => return false,
-        };
-        *slot = Some(value);
-        true
+            _ => return None,
+        })
     }
 
     /// Whether any option is given (a download without any picks the latest).
@@ -102,10 +119,10 @@ impl UploadOptions {
         let max_bytes = match non_empty(&self.max_bytes) {
             None => None,
             Some(t) => match crate::config::parse_size(t) {
-                Ok(n) if n >= 64 => Some(n),
+                Ok(n) if (MIN_BUDGET..=MAX_BUDGET).contains(&n) => Some(n),
                 _ => {
                     return Err(OptionError(format!(
-                        "max_bytes: {t:?} is not a size of at least 64 bytes (e.g. 500KB or 200000)"
+                        "max_bytes: {t:?} is not a size from 64 bytes to 1TB (e.g. 500KB or 200000)"
                     )))
                 }
             },

@@ -62,9 +62,28 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
             .map(|c| c.0.ip());
         if let Some(ip) = ip {
             if limiter.check_key(&ip).is_err() {
-                return ApiError::rate_limited().into_response();
+                return refuse_unread(request, ApiError::rate_limited()).await;
             }
         }
     }
     next.run(request).await
+}
+
+/// Most of a refused request's body that is read and dropped before the
+/// answer; a longer body is answered with `Connection: close` instead.
+pub const DISCARD_LIMIT: usize = 1024 * 1024;
+
+/// Answers `request` with `error` before its body was used: reads and drops
+/// the body first (up to `DISCARD_LIMIT`), because closing a socket with
+/// unread data resets it and a keep-alive client would lose the answer.
+pub async fn refuse_unread(request: Request, error: ApiError) -> Response {
+    let drained = axum::body::to_bytes(request.into_body(), DISCARD_LIMIT).await;
+    let mut response = error.into_response();
+    if drained.is_err() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }

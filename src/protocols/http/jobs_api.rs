@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -89,13 +90,17 @@ pub struct UploadAnswer {
 /// `POST /upload`: multipart `picture` plus options; answers 202 (200 when
 /// the same variant is already done).
 #[utoipa::path(post, path = "/upload",
-    request_body(content_type = "multipart/form-data", description = "fields: picture (file, required), format, quality, width, height, fit, max_bytes"),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, body = UploadAnswer, description = "queued"),
         (status = 200, body = UploadAnswer, description = "already done"),
-        (status = 400, description = "bad field"), (status = 413, description = "too large"),
-        (status = 415, description = "not an image we decode"), (status = 422, description = "image over the limits"),
-        (status = 429, description = "rate limited"), (status = 503, description = "queue full")))]
+        (status = 400, body = ErrorBody, description = "bad field"),
+        (status = 401, body = ErrorBody, description = "an API key is required"),
+        (status = 413, body = ErrorBody, description = "too large"),
+        (status = 415, body = ErrorBody, description = "not an image we decode"),
+        (status = 422, body = ErrorBody, description = "image over the limits or undecodable"),
+        (status = 429, body = ErrorBody, description = "rate limited", headers(("Retry-After" = u32, description = "seconds"))),
+        (status = 503, body = ErrorBody, description = "queue full, shutting down or backend unavailable", headers(("Retry-After" = u32, description = "seconds")))))]
 pub async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,37 +113,21 @@ pub async fn upload(
         .and_then(|v| v.parse::<u64>().ok())
     {
         if len > limit + MULTIPART_OVERHEAD {
-            return Err(ApiError::too_large(limit));
+            // Too much to read and drop: answer, then close the connection.
+            let mut response = ApiError::too_large(limit).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(response);
         }
     }
     let mut multipart = multipart
         .map_err(|e| ApiError::bad_request(format!("expected a multipart/form-data body: {e}")))?;
-    let mut options = UploadOptions::default();
-    let mut picture: Option<Bytes> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
-        let name = field.name().unwrap_or("").to_owned();
-        if name == "picture" {
-            let mut buf = BytesMut::new();
-            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                if (buf.len() + chunk.len()) as u64 > limit {
-                    return Err(ApiError::too_large(limit));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            picture = Some(buf.freeze());
-        } else {
-            let value = field.text().await.map_err(multipart_error)?;
-            if value.len() > 256 {
-                return Err(ApiError::bad_request(format!("{name}: value too long")));
-            }
-            options.set(&name, value);
-        }
+    let read = read_form(&mut multipart, limit).await;
+    if read.is_err() {
+        discard_rest(&mut multipart).await;
     }
-    let picture =
-        picture.ok_or_else(|| ApiError::bad_request("picture: the image file is missing"))?;
-    if picture.is_empty() {
-        return Err(ApiError::bad_request("picture: the file is empty"));
-    }
+    let (picture, options) = read?;
     let spec = options
         .to_spec(state.settings.limits.max_dimension)
         .map_err(|e| ApiError::bad_request(e.0))?;
@@ -162,12 +151,126 @@ pub async fn upload(
     Ok((status, Json(answer)).into_response())
 }
 
+/// Reads the upload's fields: the picture (at most `limit` bytes) and the options.
+async fn read_form(
+    multipart: &mut Multipart,
+    limit: u64,
+) -> Result<(Bytes, UploadOptions), ApiError> {
+    let mut options = UploadOptions::default();
+    let mut picture: Option<Bytes> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or("").to_owned();
+        if !is_field_name(&name) {
+            return Err(ApiError::bad_request(format!(
+                "form field {name:?}: a field name is 1-64 letters, digits, '_', '.' or '-'"
+            )));
+        }
+        if name == "picture" {
+            let mut buf = BytesMut::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                if (buf.len() + chunk.len()) as u64 > limit {
+                    return Err(ApiError::too_large(limit));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            picture = Some(buf.freeze());
+        } else if UploadOptions::accepts(&name) {
+            let value = field.text().await.map_err(multipart_error)?;
+            if value.len() > 256 {
+                return Err(ApiError::bad_request(format!("{name}: value too long")));
+            }
+            options.set(&name, value);
+        } else {
+            // A field the API does not know: ignored, never held in memory.
+            while field.chunk().await.map_err(multipart_error)?.is_some() {}
+        }
+    }
+    let picture =
+        picture.ok_or_else(|| ApiError::bad_request("picture: the image file is missing"))?;
+    if picture.is_empty() {
+        return Err(ApiError::bad_request("picture: the file is empty"));
+    }
+    Ok((picture, options))
+}
+
+/// Form field names the upload takes: a plain token (unknown ones are
+/// ignored, nameless or garbled ones refused). The API document states the
+/// same rule.
+fn is_field_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Reads and drops what is left of a refused upload, so that the answer
+/// reaches a keep-alive client instead of a connection reset (closing a
+/// socket with unread data resets it). Bounded by the route's body limit.
+async fn discard_rest(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("bad query: {}", e.body_text()))
+}
+
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::of(Code::TooLarge, e.body_text())
     } else {
         ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
     }
+}
+
+/// The multipart form of `POST /upload`, for the API document (the handler
+/// reads the fields one by one as they stream in).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF, told by its bytes).
+    #[schema(value_type = String, format = Binary)]
+    picture: Vec<u8>,
+    /// Output format (default webp; empty means the default).
+    #[schema(value_type = String, required = false, pattern = "^(|webp|png|jpg|jpeg|avif)$")]
+    format: Option<String>,
+    /// 1-100; default per format.
+    #[schema(value_type = u8, required = false, minimum = 1, maximum = 100)]
+    quality: Option<u8>,
+    /// Resize box width in pixels (at most `limits.max_dimension`, 16384 by default).
+    #[schema(value_type = u32, required = false, minimum = 1, maximum = 16384)]
+    width: Option<u32>,
+    /// Resize box height in pixels.
+    #[schema(value_type = u32, required = false, minimum = 1, maximum = 16384)]
+    height: Option<u32>,
+    /// How the box is filled: inside (default), cover or fill; empty means the default.
+    #[schema(value_type = String, required = false, pattern = "^(|inside|contain|cover|fill)$")]
+    fit: Option<String>,
+    /// Byte budget, 64 bytes to 1 TB (sizes such as `200KB` are accepted too).
+    #[schema(value_type = u64, required = false, minimum = 64, maximum = 1_000_000_000_000_u64)]
+    max_bytes: Option<u64>,
+}
+
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable code from the registry (docs/errors.md).
+    error: String,
+    /// What went wrong, for people.
+    message: String,
+}
+
+/// The body of a 409 from `/download`: the variant is not done yet.
+#[derive(Serialize, ToSchema)]
+pub struct NotReadyBody {
+    /// Always `not_ready`.
+    error: String,
+    /// `queued` or `processing`.
+    status: String,
+    message: String,
 }
 
 /// One variant's status, as `/status` and `/ws` report it.
@@ -224,13 +327,18 @@ pub struct WaitQuery {
 
 /// `GET /status/{md5}`: one entry per variant; `?wait=N` (at most 30)
 /// holds the answer until nothing is queued or processing.
-#[utoipa::path(get, path = "/status/{md5}", params(("md5" = String, Path), ("wait" = Option<f64>, Query)),
-    responses((status = 200, body = [VariantView]), (status = 404, description = "unknown md5")))]
+#[utoipa::path(get, path = "/status/{md5}",
+    params(("md5" = String, Path, description = "the MD5 of the uploaded bytes"),
+        ("wait" = Option<f64>, Query, description = "seconds to hold the answer while a variant is queued or processing (at most 30)")),
+    responses((status = 200, body = [VariantView]), (status = 400, body = ErrorBody, description = "bad query"),
+        (status = 401, body = ErrorBody, description = "an API key is required"),
+        (status = 404, body = ErrorBody, description = "unknown md5")))]
 pub async fn status(
     State(state): State<AppState>,
     Path(md5): Path<String>,
-    Query(q): Query<WaitQuery>,
+    q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<Vec<VariantView>>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let task = find_task(&state, &md5).await?;
     if let Some(wait) = q.wait.filter(|w| w.is_finite() && *w > 0.0) {
         let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECONDS as f64));
@@ -257,16 +365,28 @@ async fn find_task(state: &AppState, md5: &str) -> Result<std::sync::Arc<Task>, 
 /// `GET /download/{md5}`: the processed bytes of the variant the options
 /// pick, or of the one finished last.
 #[utoipa::path(get, path = "/download/{md5}",
-    params(("md5" = String, Path), ("format" = Option<String>, Query), ("quality" = Option<u8>, Query),
-        ("width" = Option<u32>, Query), ("height" = Option<u32>, Query), ("fit" = Option<String>, Query), ("max_bytes" = Option<String>, Query)),
+    params(("md5" = String, Path, description = "the MD5 of the uploaded bytes"),
+        ("format" = Option<String>, Query, pattern = "^(webp|png|jpg|jpeg|avif)$"),
+        ("quality" = Option<u8>, Query, minimum = 1, maximum = 100),
+        ("width" = Option<u32>, Query, minimum = 1, maximum = 16384),
+        ("height" = Option<u32>, Query, minimum = 1, maximum = 16384),
+        ("fit" = Option<String>, Query, pattern = "^(inside|contain|cover|fill)$"),
+        ("max_bytes" = Option<u64>, Query, minimum = 64, maximum = 1_000_000_000_000_u64)),
     responses((status = 200, description = "the image", content_type = "image/*"), (status = 304, description = "not modified"),
-        (status = 404, description = "unknown md5 or variant"), (status = 409, description = "not ready"), (status = 422, description = "the variant failed")))]
+        (status = 400, body = ErrorBody, description = "bad query"),
+        (status = 401, body = ErrorBody, description = "an API key is required"),
+        (status = 404, body = ErrorBody, description = "unknown md5 or variant"),
+        (status = 409, body = NotReadyBody, description = "not ready"),
+        (status = 413, body = ErrorBody, description = "the variant failed: too large"),
+        (status = 415, body = ErrorBody, description = "the variant failed: not an image"),
+        (status = 422, body = ErrorBody, description = "the variant failed")))]
 pub async fn download(
     State(state): State<AppState>,
     Path(md5): Path<String>,
-    Query(options): Query<UploadOptions>,
+    options: Result<Query<UploadOptions>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(options) = options.map_err(query_error)?;
     let task = find_task(&state, &md5).await?;
     let max_dim = state.settings.limits.max_dimension;
     if !options.is_empty() {

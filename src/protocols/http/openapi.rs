@@ -1,12 +1,15 @@
 //! `GET /openapi.json`, generated from the handlers, and the API page at
 //! `/docs` (bundled, works offline).
 
-use utoipa::OpenApi;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{Modify, OpenApi};
 
 use super::{health, jobs_api};
 
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&FormFieldNames),
     info(
         title = "pixpress",
         description = "Image compression job queue and real-time sharing. WebSocket protocols (/ws, /ws/share/{room}, /ws/img2img, /ws/chat) are described in the project's docs."
@@ -23,10 +26,33 @@ use super::{health, jobs_api};
         jobs_api::ServiceInfo,
         jobs_api::QueueView,
         jobs_api::UploadAnswer,
-        jobs_api::VariantView
+        jobs_api::VariantView,
+        jobs_api::UploadForm,
+        jobs_api::ErrorBody,
+        jobs_api::NotReadyBody
     ))
 )]
 pub struct ApiDoc;
+
+/// The upload form ignores fields it does not know, but a field's name must
+/// be a plain token: a multipart header with control characters is
+/// malformed (400) whatever its field is.
+struct FormFieldNames;
+
+impl Modify for FormFieldNames {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(form))) = components.schemas.get_mut("UploadForm") {
+            let names = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"))
+                .build();
+            form.property_names = Some(Box::new(Schema::Object(names)));
+        }
+    }
+}
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     axum::Router::new()
