@@ -68,6 +68,8 @@ pub enum ScanError {
         name: String,
         pos: usize,
     },
+    #[error("a float at byte {pos} is refused: no request field is a number")]
+    Float { pos: usize },
     #[error("unknown opcode 0x{op:02x} at byte {pos}")]
     Unknown { op: u8, pos: usize },
     #[error("malformed pickle at byte {pos}: {what}")]
@@ -575,7 +577,11 @@ impl Scanner<'_> {
                 }
                 // Scalars
                 b'N' | 0x88 | 0x89 => self.push_new(Kind::Scalar, 0)?,
-                b'I' | b'L' | b'F' => {
+                // Floats are refused: no request field is a number, and
+                // floats mixed with integers in a set or as dict keys have
+                // no total order, which makes the decoder panic.
+                b'F' | b'G' => return Err(ScanError::Float { pos }),
+                b'I' | b'L' => {
                     let line = self.cur.line()?;
                     self.push_new(Kind::Scalar, line.len())?;
                 }
@@ -589,10 +595,6 @@ impl Scanner<'_> {
                 }
                 b'M' => {
                     self.cur.take(2)?;
-                    self.push_new(Kind::Scalar, 0)?;
-                }
-                b'G' => {
-                    self.cur.take(8)?;
                     self.push_new(Kind::Scalar, 0)?;
                 }
                 0x8a => {
@@ -750,6 +752,21 @@ mod tests {
             scan(bare, limits()),
             Err(ScanError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_floats_which_have_no_total_order_with_integers() {
+        // {2**53, 2**53 + 1, 2.0**53}: the decoder's ordering is not total.
+        let mut set = b"\x80\x04\x8f(\x8a\x08".to_vec();
+        set.extend_from_slice(&(1u64 << 53).to_le_bytes());
+        set.extend_from_slice(b"\x8a\x08");
+        set.extend_from_slice(&((1u64 << 53) + 1).to_le_bytes());
+        set.push(b'G');
+        set.extend_from_slice(&(2f64.powi(53)).to_be_bytes());
+        set.extend_from_slice(b"\x90.");
+        assert_eq!(scan(&set, limits()), Err(ScanError::Float { pos: 24 }));
+        let text_float = b"\x80\x02F1.5\n.";
+        assert_eq!(scan(text_float, limits()), Err(ScanError::Float { pos: 2 }));
     }
 
     #[test]
