@@ -29,7 +29,7 @@ fn pickle_inputs_found_by_fuzzing_are_refused() {
     let found = inputs("pickle_scan");
     assert!(!found.is_empty(), "tests/fuzz/pickle_scan holds the inputs");
     for (name, data) in found {
-        let refused = pixpress::tcp::decode_request(&data);
+        let refused = pixpress::protocols::tcp::decode_request(&data);
         assert!(refused.is_err(), "{name} must be refused, got {refused:?}");
     }
 }

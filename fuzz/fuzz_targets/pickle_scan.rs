@@ -3,11 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pixpress::tcp::scan::{scan, ScanLimits};
+use pixpress::protocols::tcp::scan::{scan, ScanLimits};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(cleaned) = scan(data, ScanLimits::for_frame(data.len())) {
         assert!(cleaned.len() <= data.len() + 16);
     }
-    let _ = pixpress::tcp::decode_request(data);
+    let _ = pixpress::protocols::tcp::decode_request(data);
 });

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use pixpress::tcp::frame::{read_frame, FrameLimits};
+use pixpress::protocols::tcp::frame::{read_frame, FrameLimits};
 
 fuzz_target!(|data: &[u8]| {
     let runtime = tokio::runtime::Builder::new_current_thread()

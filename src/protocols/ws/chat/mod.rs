@@ -5,7 +5,7 @@
 //! This module owns the routes and the user extraction; `envelope` parses
 //! client frames, `socket` runs one connection.
 
-mod envelope;
+pub mod envelope;
 mod socket;
 
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 //! is the room hub's, image work the job service's checked admission (with
 //! `img2img.processing_timeout` as the job's deadline).
 
-mod messages;
+pub mod messages;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

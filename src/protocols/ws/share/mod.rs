@@ -8,7 +8,7 @@
 //! late-joiner history in `rooms::history`, fan-out in the room hub, image
 //! work in the job service's checked admission.
 
-mod messages;
+pub mod messages;
 mod upload;
 
 use std::sync::Arc;
