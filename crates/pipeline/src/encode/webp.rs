@@ -23,14 +23,21 @@ pub(crate) fn encode(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, Pipel
     config.method = METHOD;
     config.alpha_compression = 1;
     config.alpha_quality = 100;
-    let rgba;
-    let rgb;
-    let encoder = if super::has_transparency(image) {
-        rgba = image.to_rgba8();
-        Encoder::from_rgba(rgba.as_raw(), w, h)
-    } else {
-        rgb = image.to_rgb8();
-        Encoder::from_rgb(rgb.as_raw(), w, h)
+    // RGB and RGBA pixels go to libwebp as they are, without a copy.
+    let (rgba, rgb);
+    let encoder = match image {
+        DynamicImage::ImageRgb8(b) => Encoder::from_rgb(b.as_raw(), w, h),
+        DynamicImage::ImageRgba8(b) if super::has_transparency(image) => {
+            Encoder::from_rgba(b.as_raw(), w, h)
+        }
+        _ if super::has_transparency(image) => {
+            rgba = image.to_rgba8();
+            Encoder::from_rgba(rgba.as_raw(), w, h)
+        }
+        _ => {
+            rgb = image.to_rgb8();
+            Encoder::from_rgb(rgb.as_raw(), w, h)
+        }
     };
     let memory = encoder
         .encode_advanced(&config)
