@@ -265,7 +265,7 @@ mod tests {
             height: Some(100),
             fit: Fit::Cover,
         };
-        let (eighths, step) = shrink_on_load(&[cover.clone()], 4000, 1000).unwrap();
+        let (eighths, step) = shrink_on_load(std::slice::from_ref(&cover), 4000, 1000).unwrap();
         assert_eq!(eighths, 2);
         assert_eq!(step, cover);
     }
