@@ -45,6 +45,31 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(u64::from(img.width() * img.height())));
         g.bench_function(name, |b| b.iter(|| stages::decode(bytes, &limits).unwrap()));
     }
+    // Shrink-on-load: what a JPEG costs when a resize will follow.
+    for eighths in [4u8, 2] {
+        let img = stages::decode_scaled(&photo, &limits, eighths).unwrap();
+        g.throughput(Throughput::Elements(u64::from(img.width() * img.height())));
+        g.bench_function(format!("jpeg_4mp_at_{eighths}_eighths"), |b| {
+            b.iter(|| stages::decode_scaled(&photo, &limits, eighths).unwrap())
+        });
+    }
+    g.finish();
+
+    // A thumbnail from the 4 MP JPEG: full decode then resize, against
+    // shrink-on-load to twice the target then resize.
+    let mut g = c.benchmark_group("thumbnail");
+    g.bench_function("jpeg_4mp_to_320_full_decode", |b| {
+        b.iter(|| {
+            let img = stages::decode(&photo, &limits).unwrap();
+            stages::resize(&img, 320, 200).unwrap()
+        })
+    });
+    g.bench_function("jpeg_4mp_to_320_shrink_on_load", |b| {
+        b.iter(|| {
+            let img = stages::decode_scaled(&photo, &limits, 2).unwrap();
+            stages::resize(&img, 320, 200).unwrap()
+        })
+    });
     g.finish();
 
     let big = stages::decode(&photo, &limits).unwrap();

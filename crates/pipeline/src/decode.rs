@@ -124,14 +124,42 @@ pub fn probe(input: &[u8], limits: &Limits) -> Result<ImageInfo, PipelineError> 
 
 /// Decodes `input` fully: limits, first frame, orientation, ICC to sRGB.
 pub(crate) fn decode(input: &[u8], limits: &Limits) -> Result<Decoded, PipelineError> {
+    decode_shrunk(input, limits, |_, _| 8)
+}
+
+/// Whether an EXIF orientation swaps width and height.
+fn transposes(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// As `decode`, but a JPEG may be shrunk on load: `scale` gets the upright
+/// width and height from the header and returns libjpeg's scale in eighths
+/// (8: full size). Other formats always decode at full size.
+pub(crate) fn decode_shrunk(
+    input: &[u8],
+    limits: &Limits,
+    scale: impl FnOnce(u32, u32) -> u8,
+) -> Result<Decoded, PipelineError> {
     let format = sniff_checked(input, limits)?;
     let (mut image, orientation) = if format == InputFormat::Jpeg {
         jpeg_markers::check_complete(input)?;
         let (width, height) = jpeg_markers::frame_size(input)?;
         check_dimensions(width, height, limits)?;
         let icc = jpeg_markers::icc_profile(input);
-        let image = jpeg_decode::decode(input, width, height, icc.as_deref())?;
-        (image, jpeg_markers::exif_orientation(input))
+        let orientation = jpeg_markers::exif_orientation(input);
+        let scale = if transposes(orientation) {
+            scale(height, width)
+        } else {
+            scale(width, height)
+        };
+        let image = jpeg_decode::decode(input, width, height, scale, icc.as_deref())?;
+        (image, orientation)
     } else {
         let mut decoder = decoder_for(input, format, limits)?;
         let (width, height) = decoder.dimensions();

@@ -79,14 +79,28 @@ enum Samples {
     Cmyk(Vec<u8>),
 }
 
-fn read(input: &[u8], width: u32, height: u32) -> Result<Samples, PipelineError> {
+/// Reads the samples at `scale`/8 of the frame size (libjpeg's DCT scaling:
+/// 8 is full size); returns them with the scaled width and height.
+fn read(
+    input: &[u8],
+    width: u32,
+    height: u32,
+    scale: u8,
+) -> Result<(Samples, u32, u32), PipelineError> {
     let invalid = |e: String| PipelineError::InvalidImage(format!("JPEG: {e}"));
     let io = |e: std::io::Error| PipelineError::InvalidImage(format!("JPEG: {e}"));
     let samples = contain_panic("libjpeg", || {
-        let d = Decompress::builder()
+        let mut d = Decompress::builder()
             .with_err(strict_error_mgr())
             .from_mem(input)
             .map_err(io)?;
+        if (d.width() as u32, d.height() as u32) != (width, height) {
+            return Err(invalid("size differs from the frame header".into()));
+        }
+        let scale = scale.clamp(1, 8);
+        if scale < 8 {
+            d.scale(scale);
+        }
         let (in_space, n) = (d.color_space(), d.components().len());
         let (out_space, channels) = match (in_space, n) {
             (ColorSpace::JCS_GRAYSCALE, _) => (ColorSpace::JCS_GRAYSCALE, 1),
@@ -94,19 +108,18 @@ fn read(input: &[u8], width: u32, height: u32) -> Result<Samples, PipelineError>
             _ => (ColorSpace::JCS_RGB, 3),
         };
         let mut started = d.to_colorspace(out_space).map_err(io)?;
-        if (started.width() as u32, started.height() as u32) != (width, height) {
-            return Err(invalid("size differs from the frame header".into()));
-        }
+        let (w, h) = (started.width() as u32, started.height() as u32);
         let pixels: Vec<u8> = started.read_scanlines().map_err(io)?;
-        if pixels.len() != width as usize * height as usize * channels {
+        if pixels.len() != w as usize * h as usize * channels {
             return Err(invalid("premature end of data".into()));
         }
         started.finish().map_err(io)?;
-        Ok(match channels {
+        let samples = match channels {
             1 => Samples::Gray(pixels),
             4 => Samples::Cmyk(pixels),
             _ => Samples::Rgb(pixels),
-        })
+        };
+        Ok((samples, w, h))
     });
     // A libjpeg failure is bad data, not an encoder failure.
     samples.map_err(|e| match e {
@@ -116,13 +129,17 @@ fn read(input: &[u8], width: u32, height: u32) -> Result<Samples, PipelineError>
 }
 
 /// Decodes to 8-bit gray or RGB, converted to sRGB when a profile is embedded.
+/// `scale` (1-8) shrinks on load to `scale`/8 of the frame size (rounded up),
+/// which costs a fraction of a full decode; 8 decodes at full size.
 pub(crate) fn decode(
     input: &[u8],
     width: u32,
     height: u32,
+    scale: u8,
     icc: Option<&[u8]>,
 ) -> Result<DynamicImage, PipelineError> {
-    let image = match read(input, width, height)? {
+    let (samples, width, height) = read(input, width, height, scale)?;
+    let image = match samples {
         Samples::Gray(px) => {
             DynamicImage::ImageLuma8(GrayImage::from_raw(width, height, px).expect("sized"))
         }

@@ -50,9 +50,21 @@ pub fn process(input: &[u8], options: &Options) -> Result<Output, PipelineError>
         return Err(PipelineError::FormatUnavailable(options.format.name()));
     }
     check_deadline(options.deadline)?;
-    let decoded = decode::decode(input, &options.limits)?;
+    // A JPEG that the first step downscales is shrunk while it is decoded.
+    let mut exact_resize = None;
+    let decoded = decode::decode_shrunk(input, &options.limits, |w, h| {
+        let (eighths, step) = ops::shrink_on_load(&options.steps, w, h).unzip();
+        exact_resize = step;
+        eighths.unwrap_or(8)
+    })?;
     check_deadline(options.deadline)?;
-    let (image, changed) = ops::apply(decoded.image, &options.steps, &options.limits)?;
+    let steps = match exact_resize {
+        Some(step) => std::iter::once(step)
+            .chain(options.steps[1..].iter().cloned())
+            .collect(),
+        None => options.steps.clone(),
+    };
+    let (image, changed) = ops::apply(decoded.image, &steps, &options.limits)?;
     check_deadline(options.deadline)?;
 
     let settings = EncodeSettings {
@@ -120,6 +132,15 @@ pub mod stages {
     /// Sniff, check limits, decode, orient, convert to sRGB.
     pub fn decode(input: &[u8], limits: &Limits) -> Result<DynamicImage, PipelineError> {
         crate::decode::decode(input, limits).map(|d| d.image)
+    }
+
+    /// As `decode`, a JPEG shrunk on load to `eighths`/8 of its size.
+    pub fn decode_scaled(
+        input: &[u8],
+        limits: &Limits,
+        eighths: u8,
+    ) -> Result<DynamicImage, PipelineError> {
+        crate::decode::decode_shrunk(input, limits, |_, _| eighths).map(|d| d.image)
     }
 
     /// Lanczos3 resize to exactly `width`x`height`.

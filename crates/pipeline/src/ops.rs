@@ -121,6 +121,26 @@ fn apply_one(
     })
 }
 
+/// Shrink-on-load for a JPEG whose first step is a downscale: libjpeg's scale
+/// in eighths that keeps at least twice the resize's target size (the
+/// resampler then does the rest at full quality), and that first step with
+/// its target fixed from the full-size `w`x`h` (so the output size does not
+/// depend on the rounding of the shrunk size). `None`: decode at full size.
+pub(crate) fn shrink_on_load(steps: &[Step], w: u32, h: u32) -> Option<(u8, Step)> {
+    let Some(&Step::Resize { width, height, fit }) = steps.first() else {
+        return None;
+    };
+    let (tw, th, cover) = resize_target(w, h, width, height, fit).ok()??;
+    let need = (f64::from(tw) / f64::from(w)).max(f64::from(th) / f64::from(h));
+    let eighths = (1..8u8).find(|&n| f64::from(n) / 8.0 >= 2.0 * need)?;
+    let exact = Step::Resize {
+        width: Some(tw),
+        height: Some(th),
+        fit: if cover { Fit::Cover } else { Fit::Fill },
+    };
+    Some((eighths, exact))
+}
+
 /// Target size for a resize, plus whether the result is centre-cropped
 /// (cover). `None` when the image already satisfies the box.
 fn resize_target(
@@ -214,6 +234,40 @@ mod tests {
             resize_target(1000, 500, None, Some(100), Fit::Inside).unwrap(),
             Some((200, 100, false))
         );
+    }
+
+    #[test]
+    fn shrink_on_load_keeps_twice_the_target() {
+        let inside = |w, h| Step::Resize {
+            width: Some(w),
+            height: Some(h),
+            fit: Fit::Inside,
+        };
+        // 4000x3000 into 500x500: 500x375 needs 1/8 of the source; 2/8 keeps twice it.
+        let (eighths, step) = shrink_on_load(&[inside(500, 500)], 4000, 3000).unwrap();
+        assert_eq!(eighths, 2);
+        assert_eq!(
+            step,
+            Step::Resize {
+                width: Some(500),
+                height: Some(375),
+                fit: Fit::Fill
+            }
+        );
+        // Half size or more: nothing to gain.
+        assert!(shrink_on_load(&[inside(2500, 2500)], 4000, 3000).is_none());
+        // Not the first step, or no downscale: full decode.
+        assert!(shrink_on_load(&[Step::Rotate(90), inside(100, 100)], 4000, 3000).is_none());
+        assert!(shrink_on_load(&[inside(5000, 5000)], 4000, 3000).is_none());
+        // Cover keeps its crop.
+        let cover = Step::Resize {
+            width: Some(100),
+            height: Some(100),
+            fit: Fit::Cover,
+        };
+        let (eighths, step) = shrink_on_load(std::slice::from_ref(&cover), 4000, 1000).unwrap();
+        assert_eq!(eighths, 2);
+        assert_eq!(step, cover);
     }
 
     #[test]

@@ -22,9 +22,15 @@ pub(crate) fn encode(
     background: [u8; 3],
 ) -> Result<Vec<u8>, PipelineError> {
     let (w, h) = (image.width() as usize, image.height() as usize);
+    let q = scaled_quality(quality);
+    // Gray and RGB pixels go to libjpeg as they are, without a copy.
     let (space, pixels): (ColorSpace, Vec<u8>) = match image {
-        DynamicImage::ImageLuma8(b) => (ColorSpace::JCS_GRAYSCALE, b.as_raw().clone()),
-        DynamicImage::ImageRgb8(b) => (ColorSpace::JCS_RGB, b.as_raw().clone()),
+        DynamicImage::ImageLuma8(b) => {
+            return encode_raw(b.as_raw(), w, h, ColorSpace::JCS_GRAYSCALE, q, TRELLIS)
+        }
+        DynamicImage::ImageRgb8(b) => {
+            return encode_raw(b.as_raw(), w, h, ColorSpace::JCS_RGB, q, TRELLIS)
+        }
         DynamicImage::ImageLumaA8(_) => {
             let rgb = flatten(image, background);
             let gray = DynamicImage::ImageRgb8(rgb).to_luma8();
@@ -35,8 +41,26 @@ pub(crate) fn encode(
         }
         _ => (ColorSpace::JCS_RGB, image.to_rgb8().into_raw()),
     };
-    encode_raw(&pixels, w, h, space, quality, TRELLIS)
+    encode_raw(&pixels, w, h, space, q, TRELLIS)
 }
+
+/// The libjpeg quality for a requested quality. mozjpeg with trellis (what
+/// sharp runs) reaches a given SSIM with fewer bits than the fast mode used
+/// here, and our quality 80 landed 0.009 SSIM above sharp's at 12% more
+/// bytes. Scaling 1-80 onto 1-74 (and 80-100 onto 74-100) puts quality 80
+/// at sharp's SSIM on the corpus (+0.001) with 5% fewer bytes (crate README).
+pub(crate) fn scaled_quality(quality: u8) -> u8 {
+    let q = u32::from(quality.clamp(1, 100));
+    let scaled = if q <= 80 {
+        (q * LANDING + 40) / 80
+    } else {
+        LANDING + ((q - 80) * (100 - LANDING) + 10) / 20
+    };
+    scaled.clamp(1, 100) as u8
+}
+
+/// Where the requested quality 80 lands on libjpeg's scale.
+const LANDING: u32 = 74;
 
 /// Encodes packed 8-bit pixels. `trellis` selects mozjpeg's full search
 /// (trellis quantisation, scan optimisation); without it, libjpeg-turbo's
