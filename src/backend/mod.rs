@@ -209,7 +209,8 @@ impl FailureRecord {
                 ),
                 PipelineError::InvalidImage(t)
                 | PipelineError::InvalidOperation(t)
-                | PipelineError::Encode(t) => (Some(t.clone()), Vec::new()),
+                | PipelineError::Encode(t)
+                | PipelineError::InvalidTarget(t) => (Some(t.clone()), Vec::new()),
                 PipelineError::BudgetNotMet { max_bytes } => (None, vec![*max_bytes]),
                 PipelineError::FormatUnavailable(f) => (Some((*f).to_owned()), Vec::new()),
                 PipelineError::UnsupportedFormat | PipelineError::Timeout => (None, Vec::new()),
@@ -247,6 +248,7 @@ impl FailureRecord {
             "invalid_image" => PipelineError::InvalidImage(text()),
             "invalid_operation" => PipelineError::InvalidOperation(text()),
             "encode_failed" => PipelineError::Encode(text()),
+            "invalid_target" => PipelineError::InvalidTarget(text()),
             "budget_not_met" => PipelineError::BudgetNotMet { max_bytes: n(0) },
             "format_unavailable" => PipelineError::FormatUnavailable(
                 Format::ALL

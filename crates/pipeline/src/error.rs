@@ -32,6 +32,9 @@ pub enum PipelineError {
     /// The format was compiled out of this build.
     #[error("output format {0} is not available in this build")]
     FormatUnavailable(&'static str),
+    /// `AutoQuality::target` outside 30..=100 (or not a number).
+    #[error("invalid target {0}: the score target must be between 30 and 100")]
+    InvalidTarget(String),
     /// The deadline in `Options::deadline` passed.
     #[error("processing timed out")]
     Timeout,
@@ -49,6 +52,7 @@ impl PipelineError {
             Self::BudgetNotMet { .. } => "budget_not_met",
             Self::Encode(_) => "encode_failed",
             Self::FormatUnavailable(_) => "format_unavailable",
+            Self::InvalidTarget(_) => "invalid_target",
             Self::Timeout => "processing_timeout",
         }
     }
