@@ -114,7 +114,15 @@ fn main() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let pixels = u64::from(reference.width()) * u64::from(reference.height());
         let mut grid = Vec::new();
-        for q in GRID {
+        let min_pixels: u64 = std::env::var("AUTO_REPORT_MIN_PIXELS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if pixels < min_pixels {
+            continue;
+        }
+        let skip_grid = std::env::var_os("AUTO_REPORT_NO_GRID").is_some();
+        for q in GRID.iter().copied().filter(|_| !skip_grid) {
             let Ok(bytes) = stages::encode(&reference, Format::Webp, q) else {
                 continue;
             };
@@ -193,7 +201,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 {
+    if !n.is_multiple_of(2) {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0

@@ -60,10 +60,10 @@ impl PipelineError {
 
 /// `500kB`, `1.5MB`, `900B`: decimal units, as people read budgets.
 pub fn human_bytes(n: u64) -> String {
-    if n >= 1_000_000 && n % 100_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(100_000) {
         let mb = n as f64 / 1_000_000.0;
         format!("{}MB", trim(mb))
-    } else if n >= 1_000 && n % 100 == 0 {
+    } else if n >= 1_000 && n.is_multiple_of(100) {
         format!("{}kB", trim(n as f64 / 1_000.0))
     } else {
         format!("{n}B")
