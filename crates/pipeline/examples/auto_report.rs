@@ -128,7 +128,7 @@ fn main() {
             };
             grid.push((q, bytes.len(), true_score(&reference, &bytes)));
         }
-        let half_score_80 = (pixels > 1_500_000).then(|| {
+        let half_score_80 = (pixels > 1_000_000 && !skip_grid).then(|| {
             let (w, h) = (reference.width() / 2, reference.height() / 2);
             let bytes = stages::encode(&reference, Format::Webp, 80).unwrap();
             let decoded = stages::decode(&bytes, &Limits::default()).unwrap();

@@ -264,22 +264,18 @@ fn distinct_colours(image: &DynamicImage, limit: usize) -> Option<usize> {
     Some(seen.len())
 }
 
-/// A mosaic of full-resolution tiles from a large image, so that trial
-/// encodes and scores cost under a megapixel whatever the image size. Half
-/// the tiles are the most detailed of a grid of candidates (SSIMULACRA2
-/// pools with a 4-norm, so the worst regions weigh most), half are spread
-/// evenly over the rest. Tile corners sit on the 16-pixel grid, so codec
-/// blocks line up with the image's own. `None` for images small enough to
-/// search whole.
+/// A mosaic of full-resolution tiles spread over a large image, so that
+/// trial encodes and scores cost about a megapixel whatever the image size.
+/// Tile corners sit on the 16-pixel grid, so codec blocks line up with the
+/// image's own. `None` for images small enough to search whole.
 pub(crate) fn sample(image: &DynamicImage) -> Option<DynamicImage> {
     let (w, h) = image.dimensions();
     if u64::from(w) * u64::from(h) <= SAMPLE_ABOVE || w < 2 * TILE || h < 2 * TILE {
         return None;
     }
     let aspect = f64::from(w) / f64::from(h);
-    let want = 4 * TILES;
-    let cnx = ((f64::from(want) * aspect).sqrt().round() as u32).clamp(1, w / TILE);
-    let cny = want.div_ceil(cnx).clamp(1, h / TILE);
+    let nx = ((f64::from(TILES) * aspect).sqrt().round() as u32).clamp(1, w / TILE);
+    let ny = TILES.div_ceil(nx).clamp(1, h / TILE);
     let at = |i: u32, n: u32, side: u32| -> u32 {
         if n == 1 {
             return (side - TILE) / 2 / 16 * 16;
@@ -287,56 +283,13 @@ pub(crate) fn sample(image: &DynamicImage) -> Option<DynamicImage> {
         let x = u64::from(i) * u64::from(side - TILE) / u64::from(n - 1);
         (x as u32) / 16 * 16
     };
-    let luma = image.to_luma8();
-    let activity = |x0: u32, y0: u32| -> u64 {
-        let mut sum = 0u64;
-        for y in (y0..y0 + TILE - 1).step_by(4) {
-            for x in (x0..x0 + TILE - 1).step_by(4) {
-                let p = i32::from(luma.get_pixel(x, y).0[0]);
-                let r = i32::from(luma.get_pixel(x + 1, y).0[0]);
-                let d = i32::from(luma.get_pixel(x, y + 1).0[0]);
-                sum += u64::from((p - r).unsigned_abs() + (p - d).unsigned_abs());
-            }
+    let mut mosaic = DynamicImage::new(nx * TILE, ny * TILE, image.color());
+    for j in 0..ny {
+        for i in 0..nx {
+            let tile = image.view(at(i, nx, w), at(j, ny, h), TILE, TILE);
+            mosaic.copy_from(&*tile, i * TILE, j * TILE).ok()?;
         }
-        sum
-    };
-    let mut spots: Vec<(u32, u32, u64)> = (0..cny)
-        .flat_map(|j| (0..cnx).map(move |i| (i, j)))
-        .map(|(i, j)| {
-            let (x, y) = (at(i, cnx, w), at(j, cny, h));
-            (x, y, activity(x, y))
-        })
-        .collect();
-    drop(luma);
-    let count = (TILES as usize).min(spots.len());
-    let mut by_detail: Vec<usize> = (0..spots.len()).collect();
-    by_detail.sort_by_key(|&k| std::cmp::Reverse(spots[k].2));
-    let mut chosen: Vec<usize> = by_detail[..count / 2].to_vec();
-    let rest: Vec<usize> = (0..spots.len()).filter(|k| !chosen.contains(k)).collect();
-    let even = count - chosen.len();
-    for n in 0..even {
-        chosen.push(rest[n * rest.len() / even]);
     }
-    chosen.sort_unstable();
-    let mx = (count as f64).sqrt().ceil() as u32;
-    let my = (count as u32).div_ceil(mx);
-    let mut mosaic = DynamicImage::new(mx * TILE, my * TILE, image.color());
-    for (n, &k) in chosen.iter().enumerate() {
-        let (x, y, _) = spots[k];
-        let tile = image.view(x, y, TILE, TILE);
-        let (i, j) = (n as u32 % mx, n as u32 / mx);
-        mosaic.copy_from(&*tile, i * TILE, j * TILE).ok()?;
-    }
-    // Unfilled mosaic cells repeat the first tile, so no flat block skews
-    // the score.
-    for n in chosen.len() as u32..mx * my {
-        let (x, y, _) = spots[chosen[0]];
-        let tile = image.view(x, y, TILE, TILE);
-        mosaic
-            .copy_from(&*tile, (n % mx) * TILE, (n / mx) * TILE)
-            .ok()?;
-    }
-    spots.clear();
     Some(mosaic)
 }
 
