@@ -92,6 +92,7 @@ codes! {
     InvalidOperation = "invalid_operation", 422, "An edit step does not fit the image (e.g. a crop outside it).";
     EncodeFailed = "encode_failed", 422, "The encoder failed on this image.";
     BudgetNotMet = "budget_not_met", 422, "The image could not be compressed below the byte budget.";
+    InvalidTarget = "invalid_target", 400, "A perceptual score target outside 30-100.";
     FormatUnavailable = "format_unavailable", 400, "The output format was compiled out of this build.";
     UnknownImage = "unknown_image", 404, "A chat message names an image md5 that no upload has.";
     UnknownMessage = "unknown_message", 404, "A chat message id that does not exist (any more).";
@@ -242,6 +243,7 @@ mod tests {
             P::BudgetNotMet { max_bytes: 1 },
             P::Encode("x".into()),
             P::FormatUnavailable("avif"),
+            P::InvalidTarget("101".into()),
             P::Timeout,
         ];
         for e in errors {

@@ -147,5 +147,12 @@ fn encode_only(
         height: image.height(),
         original_size: input.len(),
         kept_original: false,
+        quality: Some(quality),
+        score: None,
+        target: None,
+        target_met: None,
+        trials: 0,
+        budget_limited: false,
+        score_sampled: false,
     })
 }

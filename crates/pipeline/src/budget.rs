@@ -23,6 +23,8 @@ pub(crate) struct Fitted {
     pub bytes: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    /// The quality of `bytes`.
+    pub quality: u8,
 }
 
 fn check_deadline(deadline: Option<Instant>) -> Result<(), PipelineError> {
@@ -50,17 +52,18 @@ pub(crate) fn fit(
             },
         )
     };
-    let done = |bytes| Fitted {
+    let done = |bytes, quality| Fitted {
         bytes,
         width: w,
         height: h,
+        quality,
     };
 
     // 1. The requested quality.
     let q = settings.quality;
     let first = at(q)?;
     if fits(&first) {
-        return Ok(done(first));
+        return Ok(done(first, q));
     }
     // 2. Quality search between the floor and the requested quality.
     let floor = q.min(QUALITY_FLOOR);
@@ -70,18 +73,19 @@ pub(crate) fn fit(
         floor_size = low.len() as u64;
         if fits(&low) {
             let (mut lo, mut hi, mut best) = (floor, q, low);
+            let mut best_q = floor;
             let mut encodes = 2;
             while hi - lo > 2 && encodes < MAX_QUALITY_ENCODES {
                 let mid = lo + (hi - lo) / 2;
                 let bytes = at(mid)?;
                 encodes += 1;
                 if fits(&bytes) {
-                    (lo, best) = (mid, bytes);
+                    (lo, best, best_q) = (mid, bytes, mid);
                 } else {
                     hi = mid;
                 }
             }
-            return Ok(done(best));
+            return Ok(done(best, best_q));
         }
     }
     // 3. Downscale at the floor quality; bytes scale roughly with the pixel
@@ -108,6 +112,7 @@ pub(crate) fn fit(
                 bytes,
                 width: tw,
                 height: th,
+                quality: floor,
             });
         }
         floor_size = bytes.len() as u64;

@@ -32,6 +32,9 @@ pub enum PipelineError {
     /// The format was compiled out of this build.
     #[error("output format {0} is not available in this build")]
     FormatUnavailable(&'static str),
+    /// `AutoQuality::target` outside 30..=100 (or not a number).
+    #[error("invalid target {0}: the score target must be between 30 and 100")]
+    InvalidTarget(String),
     /// The deadline in `Options::deadline` passed.
     #[error("processing timed out")]
     Timeout,
@@ -49,6 +52,7 @@ impl PipelineError {
             Self::BudgetNotMet { .. } => "budget_not_met",
             Self::Encode(_) => "encode_failed",
             Self::FormatUnavailable(_) => "format_unavailable",
+            Self::InvalidTarget(_) => "invalid_target",
             Self::Timeout => "processing_timeout",
         }
     }
@@ -56,10 +60,10 @@ impl PipelineError {
 
 /// `500kB`, `1.5MB`, `900B`: decimal units, as people read budgets.
 pub fn human_bytes(n: u64) -> String {
-    if n >= 1_000_000 && n % 100_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(100_000) {
         let mb = n as f64 / 1_000_000.0;
         format!("{}MB", trim(mb))
-    } else if n >= 1_000 && n % 100 == 0 {
+    } else if n >= 1_000 && n.is_multiple_of(100) {
         format!("{}kB", trim(n as f64 / 1_000.0))
     } else {
         format!("{n}B")

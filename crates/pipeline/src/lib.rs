@@ -6,6 +6,7 @@
 //! fits a byte budget. It owns no threads, no I/O and no globals: callers
 //! (the server's worker pool) decide where and when it runs.
 
+mod auto;
 mod budget;
 mod color;
 mod decode;
@@ -14,6 +15,7 @@ mod error;
 mod format;
 mod jpeg_decode;
 mod jpeg_markers;
+pub mod metric;
 mod ops;
 mod options;
 mod output;
@@ -25,6 +27,10 @@ use std::time::Instant;
 
 use image::metadata::Orientation;
 
+pub use auto::{
+    AutoFormat, AutoQuality, AVIF_SCORED, DEFAULT_AVIF_MAX_PIXELS, DEFAULT_TARGET, MAX_TARGET,
+    MIN_TARGET,
+};
 pub use error::PipelineError;
 pub use format::{Format, InputFormat};
 pub use options::{Fit, FlipAxis, Limits, Options, Step};
@@ -46,7 +52,10 @@ fn check_deadline(deadline: Option<Instant>) -> Result<(), PipelineError> {
 
 /// Runs the whole pipeline on `input`.
 pub fn process(input: &[u8], options: &Options) -> Result<Output, PipelineError> {
-    if !options.format.available() {
+    if let Some(auto) = &options.auto_quality {
+        auto.validate()?;
+    }
+    if options.auto_format.is_none() && !options.format.available() {
         return Err(PipelineError::FormatUnavailable(options.format.name()));
     }
     check_deadline(options.deadline)?;
@@ -66,6 +75,10 @@ pub fn process(input: &[u8], options: &Options) -> Result<Output, PipelineError>
     };
     let (image, changed) = ops::apply(decoded.image, &steps, &options.limits)?;
     check_deadline(options.deadline)?;
+    if options.is_auto() {
+        let upright = decoded.orientation == Orientation::NoTransforms;
+        return auto::finish(input, decoded.format, upright, image, changed, options);
+    }
 
     let settings = EncodeSettings {
         format: options.format,
@@ -73,7 +86,7 @@ pub fn process(input: &[u8], options: &Options) -> Result<Output, PipelineError>
         background: options.background.unwrap_or(DEFAULT_BACKGROUND),
         deadline: options.deadline,
     };
-    let output = |bytes: Vec<u8>, width, height, kept_original| Output {
+    let output = |bytes: Vec<u8>, width, height, quality: Option<u8>| Output {
         size: bytes.len(),
         bytes,
         format: options.format,
@@ -81,8 +94,16 @@ pub fn process(input: &[u8], options: &Options) -> Result<Output, PipelineError>
         width,
         height,
         original_size: input.len(),
-        kept_original,
+        kept_original: quality.is_none(),
+        quality,
+        score: None,
+        target: None,
+        target_met: None,
+        trials: 0,
+        budget_limited: false,
+        score_sampled: false,
     };
+    let q = Some(settings.quality);
 
     // Never larger: the input itself (metadata stripped losslessly) is an
     // answer when it has the requested format, upright pixels and no edits.
@@ -102,20 +123,25 @@ pub fn process(input: &[u8], options: &Options) -> Result<Output, PipelineError>
         // encode is smaller (no quality search to beat it).
         let encoded = encode::encode(&image, &settings)?;
         return Ok(if encoded.len() < original.len() && fits(encoded.len()) {
-            output(encoded, w, h, false)
+            output(encoded, w, h, q)
         } else {
-            output(original, w, h, true)
+            output(original, w, h, None)
         });
     }
 
     match options.max_bytes {
         None => {
             let bytes = encode::encode(&image, &settings)?;
-            Ok(output(bytes, w, h, false))
+            Ok(output(bytes, w, h, q))
         }
         Some(max_bytes) => {
             let fitted = budget::fit(&image, &settings, max_bytes)?;
-            Ok(output(fitted.bytes, fitted.width, fitted.height, false))
+            Ok(output(
+                fitted.bytes,
+                fitted.width,
+                fitted.height,
+                Some(fitted.quality),
+            ))
         }
     }
 }

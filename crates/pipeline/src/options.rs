@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::Format;
+use crate::{AutoFormat, AutoQuality, Format};
 
 /// How a resize box is filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -105,6 +105,12 @@ pub struct Options {
     pub limits: Limits,
     /// Give up (with `PipelineError::Timeout`) once this instant has passed.
     pub deadline: Option<Instant>,
+    /// `quality=auto`: search the quality to a score target; `quality` is
+    /// then ignored.
+    pub auto_quality: Option<AutoQuality>,
+    /// `format=auto`: choose among candidate formats; `format` is then
+    /// ignored. The target is `auto_quality`'s, or 80 without it.
+    pub auto_format: Option<AutoFormat>,
 }
 
 impl Default for Options {
@@ -117,6 +123,8 @@ impl Default for Options {
             background: None,
             limits: Limits::default(),
             deadline: None,
+            auto_quality: None,
+            auto_format: None,
         }
     }
 }
@@ -128,6 +136,11 @@ impl Options {
             format,
             ..Self::default()
         }
+    }
+
+    /// Whether the quality or the format is chosen by score.
+    pub fn is_auto(&self) -> bool {
+        self.auto_quality.is_some() || self.auto_format.is_some()
     }
 
     /// The quality actually used: the given one clamped to 1-100, or the default.

@@ -1,0 +1,729 @@
+//! `quality=auto` and `format=auto`: aim at a perceptual score instead of a
+//! codec's quality number.
+//!
+//! For each candidate format, a bounded search finds the lowest quality
+//! whose decoded output scores at least the target (SSIMULACRA2, see
+//! `metric`) against the pixels just before encoding: one trial at a
+//! predicted quality, then steps along the score's slope and linear
+//! interpolation between the two trials that bracket the target. Large
+//! images are searched on a sample (a mosaic of full-resolution tiles), then
+//! encoded once at the quality found. `format=auto` keeps the smallest
+//! candidate that meets the target.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use image::{DynamicImage, GenericImage, GenericImageView, RgbImage};
+
+use crate::encode::{self, EncodeSettings};
+use crate::{budget, metric, strip, Format, InputFormat, Limits, Options, Output, PipelineError};
+
+/// The score target when none is given (the server's `quality.auto_target`).
+pub const DEFAULT_TARGET: f32 = 80.0;
+/// Lowest accepted target.
+pub const MIN_TARGET: f32 = 30.0;
+/// Highest accepted target (an identical copy scores 100).
+pub const MAX_TARGET: f32 = 100.0;
+/// Above this many pixels AVIF is left out of `format=auto` by default.
+pub const DEFAULT_AVIF_MAX_PIXELS: u64 = 1_000_000;
+
+/// `quality=auto`: the lowest quality whose output scores at least `target`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoQuality {
+    /// SSIMULACRA2 score to reach, 30..=100.
+    pub target: f32,
+}
+
+impl Default for AutoQuality {
+    fn default() -> Self {
+        Self {
+            target: DEFAULT_TARGET,
+        }
+    }
+}
+
+impl AutoQuality {
+    /// A checked target: `InvalidTarget` outside 30..=100 or for NaN.
+    pub fn new(target: f32) -> Result<Self, PipelineError> {
+        let auto = Self { target };
+        auto.validate()?;
+        Ok(auto)
+    }
+
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        if (MIN_TARGET..=MAX_TARGET).contains(&self.target) {
+            Ok(())
+        } else {
+            Err(PipelineError::InvalidTarget(self.target.to_string()))
+        }
+    }
+}
+
+/// `format=auto`: the smallest of `candidates` at the target score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoFormat {
+    /// Formats that may be chosen (e.g. what an `Accept` header allows).
+    /// Formats this build cannot encode are skipped; PNG is tried only for
+    /// images a palette suits (few colours, or transparency).
+    pub candidates: Vec<Format>,
+    /// AVIF is tried only up to this many pixels (it is slow).
+    pub avif_max_pixels: u64,
+}
+
+impl Default for AutoFormat {
+    fn default() -> Self {
+        Self {
+            candidates: vec![Format::Webp, Format::Avif, Format::Jpeg, Format::Png],
+            avif_max_pixels: DEFAULT_AVIF_MAX_PIXELS,
+        }
+    }
+}
+
+/// Whether AVIF output can be scored in this build. It cannot (no AVIF
+/// decoder is linked), so `format=auto` leaves AVIF out and `quality=auto`
+/// with AVIF uses a fixed quality per target, reported without a score.
+pub const AVIF_SCORED: bool = false;
+
+/// Images above this many pixels are searched on a sample.
+const SAMPLE_ABOVE: u64 = 1_000_000;
+/// Side of one sample tile (a multiple of the 16-pixel macroblock).
+const TILE: u32 = 256;
+/// Tiles in a sample (about 0.8 MP).
+const TILES: u32 = 12;
+/// Hard cap on trial encodes per codec (quality=auto).
+const MAX_TRIALS: u32 = 5;
+/// Per codec when several formats compete (format=auto).
+const MAX_TRIALS_EACH: u32 = 3;
+/// JPEG 4:2:0 is searched up to this quality; beyond it 4:4:4 gives more
+/// score per byte.
+const JPEG_420_MAX: u8 = 92;
+/// A passing trial this close to the target ends the search.
+const CLOSE: f64 = 2.0;
+/// A bracket this narrow (in quality steps) ends the search.
+const NARROW: u8 = 3;
+/// The lowest quality the search goes to.
+const Q_MIN: u8 = 10;
+/// PNG exact-palette check: more distinct colours than this and no palette.
+const PALETTE_COLOURS: usize = 256;
+/// PNG is tried at all only for images with at most this many colours (or
+/// with transparency).
+const FEW_COLOURS: usize = 4096;
+
+/// One encoder configuration the search can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codec {
+    Webp,
+    /// mozjpeg as `encode::jpeg` does it (4:2:0).
+    Jpeg,
+    /// mozjpeg with full-resolution chroma: reaches high targets on
+    /// graphics with coloured edges, where 4:2:0 caps the score.
+    Jpeg444,
+    Png,
+    Avif,
+}
+
+impl Codec {
+    fn format(self) -> Format {
+        match self {
+            Self::Webp => Format::Webp,
+            Self::Jpeg | Self::Jpeg444 => Format::Jpeg,
+            Self::Png => Format::Png,
+            Self::Avif => Format::Avif,
+        }
+    }
+
+    /// Predicted quality for a target (the first trial).
+    fn start(self, target: f64) -> f64 {
+        match self {
+            Self::Webp => 1.4 * target - 38.0,
+            Self::Jpeg => 1.2 * target - 24.0,
+            Self::Jpeg444 => 1.1 * target - 12.0,
+            Self::Png => target,
+            Self::Avif => 1.3 * target - 28.0,
+        }
+    }
+
+    /// Score points per quality step when only one trial is known.
+    fn slope(self) -> f64 {
+        match self {
+            Self::Webp | Self::Jpeg | Self::Jpeg444 => 1.0,
+            Self::Png | Self::Avif => 0.8,
+        }
+    }
+
+    fn encode(
+        self,
+        image: &DynamicImage,
+        quality: u8,
+        background: [u8; 3],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, PipelineError> {
+        match self {
+            Self::Jpeg444 => jpeg_444(image, quality, background),
+            other => encode::encode(
+                image,
+                &EncodeSettings {
+                    format: other.format(),
+                    quality,
+                    background,
+                    deadline,
+                },
+            ),
+        }
+    }
+}
+
+/// One trial encode and its score.
+#[derive(Debug, Clone)]
+struct Trial {
+    quality: u8,
+    bytes: Vec<u8>,
+    score: f64,
+}
+
+/// The result of one codec's search.
+#[derive(Debug, Clone)]
+struct Found {
+    codec: Codec,
+    quality: u8,
+    bytes: Vec<u8>,
+    score: f64,
+    met: bool,
+    trials: u32,
+}
+
+/// What the auto path chose.
+#[derive(Debug, Clone)]
+pub(crate) struct Chosen {
+    pub bytes: Vec<u8>,
+    pub codec: Codec,
+    pub quality: u8,
+    /// `None` when the output could not be scored (AVIF).
+    pub score: Option<f64>,
+    pub trials: u32,
+    /// The search ran on a sample of the image, and the score is the
+    /// sample's.
+    pub sampled: bool,
+}
+
+impl Chosen {
+    pub fn format(&self) -> Format {
+        self.codec.format()
+    }
+}
+
+fn check_deadline(deadline: Option<Instant>) -> Result<(), PipelineError> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(PipelineError::Timeout),
+        _ => Ok(()),
+    }
+}
+
+/// The candidate formats for this image, in trial order.
+fn candidates(image: &DynamicImage, format: Format, auto: Option<&AutoFormat>) -> Vec<Codec> {
+    let Some(auto) = auto else {
+        return vec![match format {
+            Format::Webp => Codec::Webp,
+            Format::Jpeg => Codec::Jpeg,
+            Format::Png => Codec::Png,
+            Format::Avif => Codec::Avif,
+        }];
+    };
+    let pixels = u64::from(image.width()) * u64::from(image.height());
+    let allowed = |f: Format| auto.candidates.contains(&f) && f.available();
+    let mut out = Vec::new();
+    if allowed(Format::Webp) {
+        out.push(Codec::Webp);
+    }
+    if allowed(Format::Png) && palette_suits(image) {
+        out.push(Codec::Png);
+    }
+    if allowed(Format::Avif) && AVIF_SCORED && pixels <= auto.avif_max_pixels {
+        out.push(Codec::Avif);
+    }
+    if allowed(Format::Jpeg) {
+        out.push(Codec::Jpeg);
+    }
+    out
+}
+
+/// Few colours or real transparency: the images a palette PNG may serve.
+fn palette_suits(image: &DynamicImage) -> bool {
+    encode::has_transparency(image) || distinct_colours(image, FEW_COLOURS).is_some()
+}
+
+/// The number of distinct RGBA colours, or `None` above `limit`.
+fn distinct_colours(image: &DynamicImage, limit: usize) -> Option<usize> {
+    let rgba = image.to_rgba8();
+    let mut seen = HashSet::new();
+    for p in rgba.pixels() {
+        if seen.insert(p.0) && seen.len() > limit {
+            return None;
+        }
+    }
+    Some(seen.len())
+}
+
+/// A mosaic of full-resolution tiles spread over a large image, so that
+/// trial encodes and scores cost about a megapixel whatever the image size.
+/// Tile corners sit on the 16-pixel grid, so codec blocks line up with the
+/// image's own. `None` for images small enough to search whole.
+pub(crate) fn sample(image: &DynamicImage) -> Option<DynamicImage> {
+    let (w, h) = image.dimensions();
+    if u64::from(w) * u64::from(h) <= SAMPLE_ABOVE || w < 2 * TILE || h < 2 * TILE {
+        return None;
+    }
+    let aspect = f64::from(w) / f64::from(h);
+    let nx = ((f64::from(TILES) * aspect).sqrt().round() as u32).clamp(1, w / TILE);
+    let ny = TILES.div_ceil(nx).clamp(1, h / TILE);
+    let at = |i: u32, n: u32, side: u32| -> u32 {
+        if n == 1 {
+            return (side - TILE) / 2 / 16 * 16;
+        }
+        let x = u64::from(i) * u64::from(side - TILE) / u64::from(n - 1);
+        (x as u32) / 16 * 16
+    };
+    let mut mosaic = DynamicImage::new(nx * TILE, ny * TILE, image.color());
+    for j in 0..ny {
+        for i in 0..nx {
+            let tile = image.view(at(i, nx, w), at(j, ny, h), TILE, TILE);
+            mosaic.copy_from(&*tile, i * TILE, j * TILE).ok()?;
+        }
+    }
+    Some(mosaic)
+}
+
+/// Encodes, decodes and scores trials of one codec.
+struct Scorer<'a> {
+    image: &'a DynamicImage,
+    reference: &'a RgbImage,
+    background: [u8; 3],
+    deadline: Option<Instant>,
+    trials: u32,
+    last: Duration,
+}
+
+impl Scorer<'_> {
+    fn trial(&mut self, codec: Codec, quality: u8) -> Result<Trial, PipelineError> {
+        check_deadline(self.deadline)?;
+        let started = Instant::now();
+        let bytes = codec.encode(self.image, quality, self.background, self.deadline)?;
+        let decoded = crate::decode::decode(&bytes, &Limits::default())?.image;
+        let score = metric::score_rgb(self.reference, &metric::prepare(&decoded, self.background))?;
+        self.trials += 1;
+        self.last = started.elapsed();
+        Ok(Trial {
+            quality,
+            bytes,
+            score,
+        })
+    }
+
+    /// Whether another trial fits before the deadline (with room for the
+    /// final full-size encode).
+    fn time_for_another(&self) -> bool {
+        match self.deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()) > self.last * 3,
+            None => true,
+        }
+    }
+}
+
+/// The next quality to try, or `None` when the search is done.
+fn next_quality(trials: &[Trial], target: f64, slope0: f64, lo: u8, hi: u8) -> Option<u8> {
+    let ok = trials
+        .iter()
+        .filter(|t| t.score >= target)
+        .min_by_key(|t| t.quality);
+    let fail = trials
+        .iter()
+        .filter(|t| t.score < target && ok.is_none_or(|o| t.quality < o.quality))
+        .max_by_key(|t| t.quality);
+    let next = match (ok, fail) {
+        (Some(o), _) if o.score - target <= CLOSE => return None,
+        (Some(o), Some(f)) => {
+            if o.quality - f.quality <= NARROW {
+                return None;
+            }
+            let t = (target - f.score) / (o.score - f.score).max(1e-6);
+            let q = f64::from(f.quality) + t * f64::from(o.quality - f.quality);
+            (q.ceil() as u8).clamp(f.quality + 1, o.quality - 1)
+        }
+        (Some(o), None) => {
+            if o.quality <= lo {
+                return None;
+            }
+            let slope = fitted_slope(trials).unwrap_or(slope0);
+            let q = f64::from(o.quality) - (o.score - target - 0.5) / slope;
+            (q.floor().max(0.0) as u8).clamp(lo, o.quality - 1)
+        }
+        (None, Some(f)) => {
+            if f.quality >= hi {
+                return None;
+            }
+            let slope = fitted_slope(trials).unwrap_or(slope0);
+            let q = f64::from(f.quality) + (target + 0.5 - f.score) / slope;
+            (q.ceil().min(255.0) as u8).clamp(f.quality + 1, hi)
+        }
+        (None, None) => return None,
+    };
+    (!trials.iter().any(|t| t.quality == next)).then_some(next)
+}
+
+/// The score's slope between the two trials of lowest quality, if sane.
+fn fitted_slope(trials: &[Trial]) -> Option<f64> {
+    let mut sorted: Vec<&Trial> = trials.iter().collect();
+    sorted.sort_by_key(|t| t.quality);
+    let (a, b) = (sorted.first()?, sorted.get(1)?);
+    let slope = (b.score - a.score) / f64::from(b.quality - a.quality);
+    (slope > 0.05).then_some(slope.min(5.0))
+}
+
+/// Searches one codec. `beat`: the size to beat (another format's); a
+/// failing trial already larger than it ends the search early.
+fn search(
+    scorer: &mut Scorer<'_>,
+    codec: Codec,
+    target: f64,
+    start: Option<u8>,
+    beat: Option<usize>,
+    max_trials: u32,
+) -> Result<Found, PipelineError> {
+    let hi = if codec == Codec::Jpeg {
+        JPEG_420_MAX
+    } else {
+        100
+    };
+    let lo = Q_MIN;
+    let first = start
+        .unwrap_or_else(|| {
+            codec
+                .start(target)
+                .round()
+                .clamp(f64::from(lo), f64::from(hi)) as u8
+        })
+        .clamp(lo, hi);
+    let before = scorer.trials;
+    let mut trials = vec![scorer.trial(codec, first)?];
+    while scorer.trials - before < max_trials && scorer.time_for_another() {
+        let failing_and_big = trials
+            .last()
+            .is_some_and(|t| t.score < target && beat.is_some_and(|b| t.bytes.len() >= b));
+        if failing_and_big {
+            break;
+        }
+        let Some(q) = next_quality(&trials, target, codec.slope(), lo, hi) else {
+            break;
+        };
+        trials.push(scorer.trial(codec, q)?);
+    }
+    let spent = scorer.trials - before;
+    let best = match trials
+        .iter()
+        .filter(|t| t.score >= target)
+        .min_by_key(|t| t.quality)
+    {
+        Some(ok) => (ok.clone(), true),
+        None => {
+            let top = trials.iter().max_by_key(|t| t.quality).cloned();
+            (top.expect("at least one trial"), false)
+        }
+    };
+    let (t, met) = best;
+    Ok(Found {
+        codec,
+        quality: t.quality,
+        bytes: t.bytes,
+        score: t.score,
+        met,
+        trials: spent,
+    })
+}
+
+/// A fixed AVIF quality per target, for builds that cannot score AVIF.
+fn avif_quality(target: f64) -> u8 {
+    Codec::Avif.start(target).round().clamp(1.0, 100.0) as u8
+}
+
+/// Runs the search over the candidates and encodes the winner at full size.
+pub(crate) fn choose(
+    image: &DynamicImage,
+    format: Format,
+    auto_format: Option<&AutoFormat>,
+    target: f32,
+    background: [u8; 3],
+    deadline: Option<Instant>,
+) -> Result<Chosen, PipelineError> {
+    let target = f64::from(target);
+    let codecs = candidates(image, format, auto_format);
+    if codecs.is_empty() {
+        return Err(PipelineError::FormatUnavailable(
+            "auto (no candidate format)",
+        ));
+    }
+    if codecs == [Codec::Avif] {
+        // Not scorable here: one encode at the quality that usually reaches
+        // the target.
+        let q = avif_quality(target);
+        let bytes = Codec::Avif.encode(image, q, background, deadline)?;
+        return Ok(Chosen {
+            bytes,
+            codec: Codec::Avif,
+            quality: q,
+            score: None,
+            trials: 1,
+            sampled: false,
+        });
+    }
+    let sampled = sample(image);
+    let work = sampled.as_ref().unwrap_or(image);
+    let reference = metric::prepare(work, background);
+    let mut scorer = Scorer {
+        image: work,
+        reference: &reference,
+        background,
+        deadline,
+        trials: 0,
+        last: Duration::ZERO,
+    };
+    let max_trials = if codecs.len() > 1 {
+        MAX_TRIALS_EACH
+    } else {
+        MAX_TRIALS
+    };
+    let mut best: Option<Found> = None;
+    let better = |a: &Found, b: &Option<Found>| match b {
+        None => true,
+        Some(b) => match (a.met, b.met) {
+            (true, false) => true,
+            (false, true) => false,
+            (true, true) => a.bytes.len() < b.bytes.len(),
+            (false, false) => a.score > b.score,
+        },
+    };
+    for codec in codecs {
+        if codec == Codec::Avif {
+            continue; // only reachable when AVIF_SCORED
+        }
+        if best.is_some() && !scorer.time_for_another() {
+            break;
+        }
+        let beat = best.as_ref().filter(|b| b.met).map(|b| b.bytes.len());
+        // PNG with few colours: an exact palette first.
+        let start = (codec == Codec::Png && distinct_colours(work, PALETTE_COLOURS).is_some())
+            .then_some(100);
+        let mut found = search(&mut scorer, codec, target, start, beat, max_trials)?;
+        if codec == Codec::Jpeg
+            && !found.met
+            && work.color().has_color()
+            && scorer.time_for_another()
+        {
+            // 4:2:0 caps this image below the target: full-resolution chroma.
+            let start = found.quality.max(85);
+            let full = search(
+                &mut scorer,
+                Codec::Jpeg444,
+                target,
+                Some(start),
+                beat,
+                max_trials,
+            )?;
+            if full.met || full.score > found.score {
+                found = Found {
+                    trials: found.trials + full.trials,
+                    ..full
+                };
+            }
+        }
+        if better(&found, &best) {
+            best = Some(found);
+        }
+    }
+    let best = best.expect("one candidate searched");
+    let bytes = if sampled.is_some() {
+        best.codec
+            .encode(image, best.quality, background, deadline)?
+    } else {
+        best.bytes
+    };
+    Ok(Chosen {
+        bytes,
+        codec: best.codec,
+        quality: best.quality,
+        score: Some(best.score),
+        trials: scorer.trials,
+        sampled: sampled.is_some(),
+    })
+}
+
+/// Scores `bytes` (an encode of `image`, same size) the way the search
+/// does: on the sample for large images. Returns the score and whether it
+/// was sampled; `None` for AVIF.
+pub(crate) fn score_like_search(
+    image: &DynamicImage,
+    format: Format,
+    quality: u8,
+    bytes: &[u8],
+    background: [u8; 3],
+    deadline: Option<Instant>,
+) -> Result<Option<(f64, bool)>, PipelineError> {
+    if format == Format::Avif && !AVIF_SCORED {
+        return Ok(None);
+    }
+    if let Some(s) = sample(image) {
+        let codec = match format {
+            Format::Webp => Codec::Webp,
+            Format::Jpeg => Codec::Jpeg,
+            Format::Png => Codec::Png,
+            Format::Avif => Codec::Avif,
+        };
+        let reference = metric::prepare(&s, background);
+        let mut scorer = Scorer {
+            image: &s,
+            reference: &reference,
+            background,
+            deadline,
+            trials: 0,
+            last: Duration::ZERO,
+        };
+        return Ok(Some((scorer.trial(codec, quality)?.score, true)));
+    }
+    let decoded = crate::decode::decode(bytes, &Limits::default())?.image;
+    let score = metric::score_rgb(
+        &metric::prepare(image, background),
+        &metric::prepare(&decoded, background),
+    )?;
+    Ok(Some((score, false)))
+}
+
+/// The auto path of `process`, after decoding and the steps: search, then
+/// the never-larger rule (a stripped same-format original that is smaller
+/// wins, score 100), then the byte budget (which wins over the target).
+pub(crate) fn finish(
+    input: &[u8],
+    input_format: InputFormat,
+    upright: bool,
+    image: DynamicImage,
+    changed: bool,
+    options: &Options,
+) -> Result<Output, PipelineError> {
+    let target = options.auto_quality.map_or(DEFAULT_TARGET, |a| a.target);
+    let background = options.background.unwrap_or(crate::DEFAULT_BACKGROUND);
+    let deadline = options.deadline;
+    let chosen = choose(
+        &image,
+        options.format,
+        options.auto_format.as_ref(),
+        target,
+        background,
+        deadline,
+    )?;
+    let (w, h) = (image.width(), image.height());
+    let fits = |len: usize| options.max_bytes.is_none_or(|m| len as u64 <= m);
+    let base = |bytes: Vec<u8>, format: Format| Output {
+        size: bytes.len(),
+        bytes,
+        format,
+        mime: format.mime(),
+        width: w,
+        height: h,
+        original_size: input.len(),
+        kept_original: false,
+        quality: Some(chosen.quality),
+        score: chosen.score,
+        target: Some(target),
+        target_met: chosen.score.map(|s| s >= f64::from(target)),
+        trials: chosen.trials,
+        budget_limited: false,
+        score_sampled: chosen.sampled,
+    };
+
+    let allowed = |f: Format| match &options.auto_format {
+        Some(a) => a.candidates.contains(&f),
+        None => f == options.format,
+    };
+    let original_format = input_format.as_output().filter(|&f| allowed(f));
+    if let (false, true, Some(format)) = (changed, upright, original_format) {
+        let original = strip::strip(input, input_format).ok().flatten();
+        if let Some(original) = original.filter(|o| fits(o.len()) && o.len() <= chosen.bytes.len())
+        {
+            return Ok(Output {
+                kept_original: true,
+                quality: None,
+                score: Some(metric::MAX_SCORE),
+                target_met: Some(true),
+                score_sampled: false,
+                ..base(original, format)
+            });
+        }
+    }
+    if fits(chosen.bytes.len()) {
+        return Ok(base(chosen.bytes.clone(), chosen.format()));
+    }
+
+    // The budget wins: search down from the quality found, then downscale.
+    let max_bytes = options.max_bytes.unwrap_or(u64::MAX);
+    let format = chosen.format();
+    let settings = EncodeSettings {
+        format,
+        quality: chosen.quality,
+        background,
+        deadline,
+    };
+    let fitted = budget::fit(&image, &settings, max_bytes)?;
+    let scored = if (fitted.width, fitted.height) == (w, h) {
+        score_like_search(
+            &image,
+            format,
+            fitted.quality,
+            &fitted.bytes,
+            background,
+            deadline,
+        )?
+    } else {
+        None
+    };
+    Ok(Output {
+        width: fitted.width,
+        height: fitted.height,
+        quality: Some(fitted.quality),
+        score: scored.map(|(s, _)| s),
+        target_met: Some(scored.is_some_and(|(s, _)| s >= f64::from(target))),
+        budget_limited: true,
+        score_sampled: scored.is_some_and(|(_, sampled)| sampled),
+        ..base(fitted.bytes, format)
+    })
+}
+
+/// JPEG with 4:4:4 chroma, otherwise as `encode::jpeg` encodes (mozjpeg's
+/// tables, progressive, optimised Huffman, no trellis).
+fn jpeg_444(
+    image: &DynamicImage,
+    quality: u8,
+    background: [u8; 3],
+) -> Result<Vec<u8>, PipelineError> {
+    use mozjpeg::{ColorSpace, Compress};
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let rgb = if image.color().has_alpha() {
+        encode::flatten(image, background)
+    } else {
+        image.to_rgb8()
+    };
+    let quality = quality.clamp(1, 100);
+    encode::contain_panic("mozjpeg", || {
+        let mut c = Compress::new(ColorSpace::JCS_RGB);
+        c.set_fastest_defaults();
+        c.set_size(w, h);
+        c.set_quality(f32::from(quality));
+        let table = mozjpeg::qtable::NRobidoux.scaled(f32::from(quality), f32::from(quality));
+        c.set_luma_qtable(&table);
+        c.set_chroma_qtable(&table);
+        c.set_chroma_sampling_pixel_sizes((1, 1), (1, 1));
+        c.set_progressive_mode();
+        c.set_optimize_coding(true);
+        let io = |e: std::io::Error| PipelineError::Encode(format!("mozjpeg: {e}"));
+        let mut started = c.start_compress(Vec::new()).map_err(io)?;
+        started.write_scanlines(rgb.as_raw()).map_err(io)?;
+        started.finish().map_err(io)
+    })
+}
