@@ -49,7 +49,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         settings.upload.max_concurrent_tasks,
         settings.upload.max_queue,
         settings.upload.job_timeout,
-    );
+    )
+    .with_max_queued_bytes(settings.upload.max_queued_bytes);
     if let Some(dir) = &settings.server.output_dir {
         std::fs::create_dir_all(dir).map_err(|e| StartError::Setup {
             what: "server.output_dir",

@@ -6,7 +6,9 @@ use std::fs;
 use std::path::PathBuf;
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz")
+        .join(target);
     let mut found: Vec<_> = fs::read_dir(&dir)
         .map(|entries| {
             entries

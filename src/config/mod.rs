@@ -38,6 +38,24 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub backend: BackendSettings,
     pub storage: StorageSettings,
+    pub log: LogSettings,
+}
+
+/// How log lines are written to standard output.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// `text` (coloured only when standard output is a terminal) or `json`
+/// (one object a line, for log collectors).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +96,9 @@ pub struct UploadSettings {
     pub max_concurrent_tasks: usize,
     /// Jobs waiting for a worker; beyond that, uploads get 503.
     pub max_queue: usize,
+    /// Input bytes all waiting jobs may hold together; beyond that, 503.
+    #[serde(deserialize_with = "de_size")]
+    pub max_queued_bytes: u64,
     /// A job running longer than this fails with `processing_timeout`.
     #[serde(with = "humantime_serde")]
     pub job_timeout: Duration,
@@ -93,6 +114,7 @@ impl Default for UploadSettings {
             max_upload_size: 10 * 1024 * 1024,
             max_concurrent_tasks: 3,
             max_queue: 64,
+            max_queued_bytes: 256 * 1024 * 1024,
             job_timeout: Duration::from_secs(60),
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,

@@ -26,7 +26,7 @@ impl WorkerPool {
     /// Checks the header against `limits`, then takes a pool place at once.
     pub fn admit(&self, bytes: &[u8], limits: &Limits) -> Result<Admission, JobError> {
         check_header(bytes, limits)?;
-        self.try_admit()
+        self.try_admit_holding(bytes.len())
     }
 
     /// Checks, admits and runs in one call (for protocols with nothing to

@@ -7,7 +7,7 @@
 //! knows nothing of HTTP, rooms or caching.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,10 @@ struct Inner {
     slots: Arc<Semaphore>,
     max_queue: usize,
     queued: AtomicUsize,
+    /// Input bytes held by queued jobs, and their bound
+    /// (`upload.max_queued_bytes`): memory is bounded by bytes, not count.
+    queued_bytes: AtomicU64,
+    max_queued_bytes: AtomicU64,
     processing: AtomicUsize,
     timeout: Duration,
     /// True while nothing is queued or processing (for graceful shutdown).
@@ -55,6 +59,8 @@ pub struct Admission {
     inner: Arc<Inner>,
     permit: Option<OwnedSemaphorePermit>,
     counted_queued: bool,
+    /// Input bytes counted against `max_queued_bytes` while queued.
+    held_bytes: u64,
     /// A deadline shorter than the pool's, when the protocol asks for one.
     timeout: Option<Duration>,
 }
@@ -66,6 +72,8 @@ impl WorkerPool {
                 slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
                 max_queue,
                 queued: AtomicUsize::new(0),
+                queued_bytes: AtomicU64::new(0),
+                max_queued_bytes: AtomicU64::new(u64::MAX),
                 processing: AtomicUsize::new(0),
                 timeout,
                 idle: watch::Sender::new(true),
@@ -85,15 +93,45 @@ impl WorkerPool {
         self.inner.idle.subscribe()
     }
 
+    /// Bounds the input bytes that queued jobs may hold together.
+    pub fn with_max_queued_bytes(self, max: u64) -> Self {
+        self.inner.max_queued_bytes.store(max, Ordering::Relaxed);
+        self
+    }
+
+    /// Input bytes held by queued jobs now.
+    pub fn queued_bytes(&self) -> u64 {
+        self.inner.queued_bytes.load(Ordering::Relaxed)
+    }
+
     /// Takes a place at once: a free worker slot, or a place in the queue.
     pub fn try_admit(&self) -> Result<Admission, JobError> {
+        self.try_admit_holding(0)
+    }
+
+    /// Takes a place at once for a job whose input is `bytes` long: a free
+    /// worker slot, or a place in the queue while both the queue's length
+    /// and the bytes queued jobs hold stay within their bounds.
+    pub fn try_admit_holding(&self, bytes: usize) -> Result<Admission, JobError> {
         if let Ok(permit) = self.inner.slots.clone().try_acquire_owned() {
             return Ok(Admission {
                 inner: self.inner.clone(),
                 permit: Some(permit),
                 counted_queued: false,
+                held_bytes: 0,
                 timeout: None,
             });
+        }
+        let bytes = bytes as u64;
+        let max_bytes = self.inner.max_queued_bytes.load(Ordering::Relaxed);
+        let held =
+            self.inner
+                .queued_bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                    held.checked_add(bytes).filter(|&total| total <= max_bytes)
+                });
+        if held.is_err() {
+            return Err(JobError::QueueFull);
         }
         let reserved = self
             .inner
@@ -108,10 +146,14 @@ impl WorkerPool {
                     inner: self.inner.clone(),
                     permit: None,
                     counted_queued: true,
+                    held_bytes: bytes,
                     timeout: None,
                 })
             }
-            Err(_) => Err(JobError::QueueFull),
+            Err(_) => {
+                self.inner.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                Err(JobError::QueueFull)
+            }
         }
     }
 
@@ -129,6 +171,7 @@ impl WorkerPool {
             inner: self.inner.clone(),
             permit: Some(permit),
             counted_queued: false,
+            held_bytes: 0,
             timeout: None,
         })
     }
@@ -174,10 +217,7 @@ impl Admission {
                 .map_err(|_| JobError::ShuttingDown)?,
         };
         let running = Running::start(self.inner.clone());
-        if self.counted_queued {
-            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
-            self.counted_queued = false;
-        }
+        self.leave_queue();
         on_start();
         let timeout = self
             .timeout
@@ -201,11 +241,21 @@ impl Admission {
     }
 }
 
-impl Drop for Admission {
-    fn drop(&mut self) {
+impl Admission {
+    /// Gives back the queue place and the bytes it held, once.
+    fn leave_queue(&mut self) {
         if self.counted_queued {
             self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            self.counted_queued = false;
         }
+        let held = std::mem::take(&mut self.held_bytes);
+        self.inner.queued_bytes.fetch_sub(held, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.leave_queue();
         self.inner.refresh_idle();
     }
 }
@@ -251,6 +301,28 @@ mod tests {
                 processing: 0
             }
         );
+    }
+
+    #[test]
+    fn queued_jobs_are_bounded_by_the_bytes_they_hold() {
+        let pool = WorkerPool::new(1, 10, Duration::from_secs(5)).with_max_queued_bytes(100);
+        let running = pool
+            .try_admit_holding(1_000)
+            .expect("a free slot holds no queue bytes");
+        let a = pool.try_admit_holding(60).expect("60 of 100 bytes");
+        assert!(matches!(
+            pool.try_admit_holding(41),
+            Err(JobError::QueueFull)
+        ));
+        assert_eq!(pool.queued_bytes(), 60, "a refusal holds nothing");
+        let b = pool.try_admit_holding(40).expect("exactly 100 bytes");
+        assert_eq!(pool.stats().queued, 2);
+        drop(a);
+        assert_eq!(pool.queued_bytes(), 40);
+        let c = pool.try_admit_holding(60).expect("the freed bytes");
+        drop((running, b, c));
+        assert_eq!(pool.queued_bytes(), 0);
+        assert_eq!(pool.stats().queued, 0);
     }
 
     #[tokio::test]

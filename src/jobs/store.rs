@@ -145,7 +145,7 @@ impl JobStore {
                     });
                 }
             }
-            let admission = self.pool.try_admit()?;
+            let admission = self.pool.try_admit_holding(bytes.len())?;
             let variant = Variant::new(spec, VariantState::Queued);
             match existing {
                 Some(i) => variants[i] = variant.clone(),
