@@ -231,8 +231,8 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF, told by its bytes).
-    #[schema(value_type = String, format = Binary)]
+    /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF, told by its bytes; not empty).
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     picture: Vec<u8>,
     /// Output format (default webp; empty means the default).
     #[schema(value_type = String, required = false, pattern = "^(|webp|png|jpg|jpeg|avif)$")]
