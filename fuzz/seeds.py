@@ -1,6 +1,7 @@
 """Writes the fuzz targets' seed inputs into DIR/<target>/ from the
 committed test fixtures and from pickles made here. Standard library only."""
 
+import json
 import os
 import pickle
 import struct
@@ -86,7 +87,6 @@ def main(out):
             frames += struct.pack(">I", len(body)) + body
     write(out / "pickle_scan", "reduce-os-system", pickle.dumps(Shell(), protocol=4))
     write(out / "tcp_frame", "requests", frames)
-    import json
     for i, message in enumerate(WS_MESSAGES):
         write(out / "ws_messages", f"message-{i}", json.dumps(message).encode())
     png = (ROOT / "crates/pipeline/tests/fixtures/basn3p04.png").read_bytes()

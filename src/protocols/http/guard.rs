@@ -78,12 +78,19 @@ pub const DISCARD_LIMIT: usize = 1024 * 1024;
 /// unread data resets it and a keep-alive client would lose the answer.
 pub async fn refuse_unread(request: Request, error: ApiError) -> Response {
     let drained = axum::body::to_bytes(request.into_body(), DISCARD_LIMIT).await;
-    let mut response = error.into_response();
-    if drained.is_err() {
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
+    match drained {
+        Ok(_) => error.into_response(),
+        Err(_) => refuse_and_close(error),
     }
+}
+
+/// Answers with `error` and closes the connection after the answer: for a
+/// body too long to read and drop.
+pub fn refuse_and_close(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
     response
 }

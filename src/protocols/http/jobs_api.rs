@@ -114,11 +114,7 @@ pub async fn upload(
     {
         if len > limit + MULTIPART_OVERHEAD {
             // Too much to read and drop: answer, then close the connection.
-            let mut response = ApiError::too_large(limit).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return Ok(response);
+            return Ok(super::guard::refuse_and_close(ApiError::too_large(limit)));
         }
     }
     let mut multipart = multipart
@@ -194,8 +190,10 @@ async fn read_form(
 }
 
 /// Form field names the upload takes: a plain token (unknown ones are
-/// ignored, nameless or garbled ones refused). The API document states the
-/// same rule.
+/// ignored, nameless or garbled ones refused). `FIELD_NAME_PATTERN` says the
+/// same in the API document.
+pub const FIELD_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_.-]{0,63}$";
+
 fn is_field_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars

@@ -47,7 +47,7 @@ impl Modify for FormFieldNames {
         if let Some(RefOr::T(Schema::Object(form))) = components.schemas.get_mut("UploadForm") {
             let names = ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some("^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"))
+                .pattern(Some(jobs_api::FIELD_NAME_PATTERN))
                 .build();
             form.property_names = Some(Box::new(Schema::Object(names)));
         }
