@@ -16,6 +16,7 @@ use std::time::Duration;
 use pixpress::files::{FileStore, MemoryStore, Quota};
 use pixpress::pipeline::Limits;
 use pixpress::protocols::tcp::frame::{read_frame, FrameLimits};
+use pixpress::protocols::tcp::handler::EMPTY_LIST_TEXT;
 use pixpress::protocols::tcp::{decode_request, serve, TcpSettings};
 use proptest::prelude::*;
 use serde_json::Value as Json;
@@ -334,11 +335,20 @@ async fn assert_closed(s: &mut TcpStream) {
     }
 }
 
-async fn list_ok(addr: SocketAddr) -> BTreeMap<String, Value> {
+/// A LIST was answered: the names, or the empty store's text.
+fn assert_list_answer(reply: &BTreeMap<String, Value>) {
+    assert!(
+        status(reply) == "OK" || details(reply) == EMPTY_LIST_TEXT,
+        "{reply:?}"
+    );
+}
+
+/// The server answers a LIST on a new connection.
+async fn list_answers(addr: SocketAddr) -> BTreeMap<String, Value> {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(&frame(&rust_request("LIST"))).await.unwrap();
     let reply = read_reply(&mut s).await.expect("a reply");
-    assert_eq!(status(&reply), "OK");
+    assert_list_answer(&reply);
     reply
 }
 
@@ -351,11 +361,8 @@ async fn put_get_list_round_trip_with_pickle_protocols_2_4_5() {
     let dir = tempfile::tempdir().unwrap();
 
     let empty = share_client(&server, &["list"]).await;
-    assert_eq!(empty.code, 0, "{}", empty.stderr);
-    assert_eq!(
-        empty.stdout.trim(),
-        pixpress::protocols::tcp::handler::EMPTY_LIST_TEXT
-    );
+    assert_eq!(empty.code, 1, "an empty store is an ERROR reply");
+    assert_eq!(empty.stderr.trim(), format!("ERROR: {EMPTY_LIST_TEXT}"));
 
     let images = [("png", png(37, 23)), ("jpg", jpeg(40, 30))];
     let mut names = Vec::new();
@@ -415,9 +422,12 @@ async fn replies_keep_python_types_and_all_bytes_values() {
     let empty = ex
         .send(&server, "pickle.dumps(req('LIST'), protocol=2)", b"")
         .await;
-    assert_eq!(empty["STATUS"], ("str".into(), Json::from("OK")));
+    assert_eq!(empty["STATUS"], ("str".into(), Json::from("ERROR")));
     assert_eq!(empty["COMMAND"], ("str".into(), Json::from("LIST")));
-    assert_eq!(empty["DETAILS"].0, "str");
+    assert_eq!(
+        empty["DETAILS"],
+        ("str".into(), Json::from(EMPTY_LIST_TEXT))
+    );
     assert_eq!(empty["FILENAME"], ("NoneType".into(), Json::Null));
     assert_eq!(empty["FILE_DATA"], ("NoneType".into(), Json::Null));
 
@@ -454,10 +464,46 @@ async fn replies_keep_python_types_and_all_bytes_values() {
     let list = ex
         .send(&server, "pickle.dumps(req('LIST'), protocol=5)", b"")
         .await;
+    assert_eq!(list["STATUS"], ("str".into(), Json::from("OK")));
     assert_eq!(
         list["DETAILS"],
-        ("list".into(), serde_json::json!(["all.png", "ba.png"]))
+        ("str".into(), Json::from("all.png\nba.png"))
     );
+}
+
+/// The original project's client: `STATUS: None` in every request, pickles
+/// of Python's default protocol, LIST read as one text of names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_clients_requests_work() {
+    let server = start(TcpSettings::default()).await;
+    let ex = Exchange::new();
+    let original = |command: &str, rest: &str| {
+        format!("pickle.dumps(dict(req({command}{rest}), STATUS=None))")
+    };
+    let data = png(6, 4);
+    for name in ["b.png", "a.png"] {
+        let put = ex
+            .send(
+                &server,
+                &original("'PUT'", &format!(", '{name}', data")),
+                &data,
+            )
+            .await;
+        assert_eq!(put["STATUS"], ("str".into(), Json::from("OK")), "{put:?}");
+        assert_eq!(put["FILENAME"], ("str".into(), Json::from(name)));
+    }
+    let list = ex.send(&server, &original("'LIST'", ""), b"").await;
+    assert_eq!(list["STATUS"], ("str".into(), Json::from("OK")));
+    let names = list["DETAILS"]
+        .1
+        .as_str()
+        .unwrap()
+        .split('\n')
+        .collect::<Vec<_>>();
+    assert_eq!(names, ["a.png", "b.png"]);
+    let got = ex.send(&server, &original("'GET'", ", 'a.png'"), b"").await;
+    assert_eq!(got["STATUS"], ("str".into(), Json::from("OK")));
+    assert_eq!(got["FILE_DATA"], ("bytes".into(), Json::from(hex(&data))));
 }
 
 // ---------------------------------------------------------------------------
@@ -707,7 +753,7 @@ async fn pickles_that_would_run_code_get_an_error_and_never_run() {
     assert_eq!(local.code, 0, "{}", local.stderr);
     assert!(ex.marker_path().exists());
     // And the server keeps serving.
-    list_ok(server.addr).await;
+    list_answers(server.addr).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -735,7 +781,7 @@ async fn a_4_gb_length_prefix_closes_the_connection_without_reading() {
         .await
         .unwrap();
     assert_closed(&mut s).await;
-    list_ok(server.addr).await;
+    list_answers(server.addr).await;
 }
 
 #[tokio::test]
@@ -757,7 +803,7 @@ async fn garbage_frames_get_errors_and_the_connection_stays_usable() {
     }
     s.write_all(&frame(&rust_request("LIST"))).await.unwrap();
     let reply = read_reply(&mut s).await.expect("a reply");
-    assert_eq!(status(&reply), "OK");
+    assert_list_answer(&reply);
 }
 
 #[tokio::test]
@@ -774,7 +820,7 @@ async fn a_stalled_half_frame_is_closed_while_others_are_served() {
         .await
         .unwrap();
     // Another client is served while the first one stalls...
-    list_ok(server.addr).await;
+    list_answers(server.addr).await;
     // ...and the stalled one is closed by the read timeout, with no reply.
     let mut buf = Vec::new();
     let read = tokio::time::timeout(TIMEOUT, stalled.read_to_end(&mut buf))
@@ -795,7 +841,7 @@ async fn an_idle_connection_is_closed() {
     .await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(&frame(&rust_request("LIST"))).await.unwrap();
-    assert_eq!(status(&read_reply(&mut s).await.unwrap()), "OK");
+    assert_list_answer(&read_reply(&mut s).await.unwrap());
     assert_closed(&mut s).await;
 }
 
@@ -810,7 +856,7 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
     for _ in 0..2 {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
         s.write_all(&frame(&rust_request("LIST"))).await.unwrap();
-        assert_eq!(status(&read_reply(&mut s).await.unwrap()), "OK");
+        assert_list_answer(&read_reply(&mut s).await.unwrap());
         held.push(s);
     }
     let mut third = TcpStream::connect(server.addr).await.unwrap();
@@ -824,14 +870,14 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
         .write_all(&frame(&rust_request("LIST")))
         .await
         .unwrap();
-    assert_eq!(status(&read_reply(&mut held[0]).await.unwrap()), "OK");
+    assert_list_answer(&read_reply(&mut held[0]).await.unwrap());
     drop(held.remove(0));
     tokio::time::timeout(TIMEOUT, async {
         loop {
             let mut s = TcpStream::connect(server.addr).await.unwrap();
             s.write_all(&frame(&rust_request("LIST"))).await.unwrap();
             match read_reply(&mut s).await {
-                Some(r) if status(&r) == "OK" => break,
+                Some(r) if details(&r) == EMPTY_LIST_TEXT => break,
                 _ => tokio::task::yield_now().await,
             }
         }

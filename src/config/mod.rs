@@ -7,6 +7,7 @@
 //! default `10MB` upload limit is 10485760 bytes. Durations are written
 //! `30s`, `10m`, `24h`.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -272,6 +273,38 @@ pub struct Img2ImgSettings {
     /// Outbound messages queued per member before it is dropped as too slow
     /// (a result is two messages).
     pub member_queue: usize,
+    /// A result is fitted inside this box (never enlarged) unless the
+    /// prompt sizes or crops it, as the original server's 512x512 answer.
+    pub default_size: BoxSize,
+}
+
+/// A box written `WIDTHxHEIGHT`, such as `512x512`.
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BoxSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Shown as written in the configuration.
+impl fmt::Debug for BoxSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+impl TryFrom<String> for BoxSize {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a box such as 512x512");
+        let (w, h) = text.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+        let side = |v: &str| v.trim().parse::<u32>().ok().filter(|n| *n > 0);
+        match (side(w), side(h)) {
+            (Some(width), Some(height)) => Ok(Self { width, height }),
+            _ => Err(bad()),
+        }
+    }
 }
 
 impl Default for Img2ImgSettings {
@@ -283,6 +316,10 @@ impl Default for Img2ImgSettings {
             max_members: 64,
             max_in_flight: 4,
             member_queue: 256,
+            default_size: BoxSize {
+                width: 512,
+                height: 512,
+            },
         }
     }
 }
@@ -553,6 +590,15 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn boxes_are_width_by_height() {
+        let b = BoxSize::try_from("640x480".to_owned()).unwrap();
+        assert_eq!((b.width, b.height), (640, 480));
+        for bad in ["640", "0x10", "ax4", "10x-1", ""] {
+            assert!(BoxSize::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! state changes. Submissions claim the variant in the backend and enqueue
 //! the job there; the worker loop (`worker`) runs it on some instance.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -46,11 +46,7 @@ impl JobStore {
 
     pub(super) fn mirror(&self, key: &TaskKey, original_size: usize) -> Arc<Task> {
         self.tasks.get_with(key.clone(), || {
-            Arc::new(Task {
-                key: key.clone(),
-                original_size,
-                variants: Mutex::new(Vec::new()),
-            })
+            Arc::new(Task::new(key.clone(), original_size))
         })
     }
 

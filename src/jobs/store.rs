@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -126,11 +126,7 @@ impl JobStore {
         let key = TaskKey::of(&bytes);
         let original_size = bytes.len();
         let task = self.tasks.get_with(key.clone(), || {
-            Arc::new(Task {
-                key: key.clone(),
-                original_size,
-                variants: Mutex::new(Vec::new()),
-            })
+            Arc::new(Task::new(key.clone(), original_size))
         });
 
         let (variant, admission) = {

@@ -2,7 +2,8 @@
 //! (one option set each), each variant's state behind a `watch` channel so
 //! waiters react at once, and a finished variant's shared result.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::cmp::Reverse;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -119,9 +120,33 @@ pub struct Task {
     pub key: TaskKey,
     pub original_size: usize,
     pub(super) variants: Mutex<Vec<Arc<Variant>>>,
+    /// The file name the bytes were first uploaded under, when a client gave one.
+    filename: OnceLock<String>,
 }
 
 impl Task {
+    pub(super) fn new(key: TaskKey, original_size: usize) -> Self {
+        Self {
+            key,
+            original_size,
+            variants: Mutex::new(Vec::new()),
+            filename: OnceLock::new(),
+        }
+    }
+
+    /// Remembers the file name of an upload; the first one given stays.
+    pub fn name_once(&self, name: &str) {
+        let name = name.trim();
+        if !name.is_empty() {
+            let _ = self.filename.set(name.to_owned());
+        }
+    }
+
+    /// The file name the bytes were first uploaded under, if any.
+    pub fn filename(&self) -> Option<&str> {
+        self.filename.get().map(String::as_str)
+    }
+
     pub(super) fn lock_variants(&self) -> MutexGuard<'_, Vec<Arc<Variant>>> {
         // Every change under this lock is one push or one replacement, so
         // the list is whole even if a holder panicked.
@@ -180,6 +205,47 @@ impl Task {
             .map(|(_, v)| v);
         latest_done.or_else(|| variants.last().cloned())
     }
+
+    /// The variant a download without options serves, the one TinyImage
+    /// would: a done WebP variant, else PNG, else JPEG, else any other done
+    /// variant; within a format the highest quality, then the latest
+    /// finished. With none done, the one submitted last (so the answer says
+    /// why it cannot be had yet).
+    pub fn default_download(&self) -> Option<Arc<Variant>> {
+        fn rank(format: Format) -> u8 {
+            match format {
+                Format::Webp => 0,
+                Format::Png => 1,
+                Format::Jpeg => 2,
+                Format::Avif => 3,
+            }
+        }
+        let variants = self.variants();
+        let best_done = variants
+            .iter()
+            .filter_map(|v| match v.state() {
+                VariantState::Done(f) => Some((
+                    (
+                        rank(v.spec.format),
+                        Reverse(v.spec.quality),
+                        Reverse(f.finished_seq),
+                    ),
+                    v,
+                )),
+                _ => None,
+            })
+            .min_by_key(|(order, _)| *order)
+            .map(|(_, v)| v.clone());
+        best_done.or_else(|| variants.last().cloned())
+    }
+
+    /// The variants not finished yet (queued or processing).
+    pub fn unsettled(&self) -> Vec<Arc<Variant>> {
+        self.variants()
+            .into_iter()
+            .filter(|v| !v.state().is_settled())
+            .collect()
+    }
 }
 
 /// What a submission led to.
@@ -188,4 +254,83 @@ pub struct Submitted {
     pub variant: Arc<Variant>,
     /// The same variant existed already (done or in flight): no new encode.
     pub deduplicated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Fit;
+
+    fn spec(format: Format, quality: u8) -> VariantSpec {
+        VariantSpec {
+            format,
+            quality,
+            width: None,
+            height: None,
+            fit: Fit::Inside,
+            max_bytes: None,
+        }
+    }
+
+    fn done(format: Format, seq: u64) -> VariantState {
+        VariantState::Done(Arc::new(Finished {
+            bytes: Bytes::from_static(b"x"),
+            format,
+            width: 1,
+            height: 1,
+            kept_original: false,
+            finished_seq: seq,
+        }))
+    }
+
+    fn task_with(variants: &[(Format, u8, VariantState)]) -> Task {
+        let task = Task::new(TaskKey::of(b"t"), 1);
+        for (format, quality, state) in variants {
+            task.variant_or_insert(spec(*format, *quality), state.clone());
+        }
+        task
+    }
+
+    fn picked(task: &Task) -> (Format, u8) {
+        let v = task.default_download().unwrap();
+        (v.spec.format, v.spec.quality)
+    }
+
+    #[test]
+    fn a_plain_download_prefers_webp_then_png_then_the_best_jpeg() {
+        use Format::{Jpeg, Png, Webp};
+        let task = task_with(&[
+            (Jpeg, 60, done(Jpeg, 1)),
+            (Jpeg, 90, done(Jpeg, 2)),
+            (Png, 80, done(Png, 3)),
+            (Webp, 80, VariantState::Queued),
+        ]);
+        assert_eq!(picked(&task), (Png, 80));
+        task.variant_or_insert(spec(Webp, 50), done(Webp, 4));
+        assert_eq!(picked(&task), (Webp, 50));
+
+        let jpegs = task_with(&[(Jpeg, 60, done(Jpeg, 2)), (Jpeg, 90, done(Jpeg, 1))]);
+        assert_eq!(picked(&jpegs), (Jpeg, 90));
+    }
+
+    #[test]
+    fn with_nothing_done_the_latest_submission_answers() {
+        let task = task_with(&[
+            (Format::Webp, 80, VariantState::Processing),
+            (Format::Png, 80, VariantState::Queued),
+        ]);
+        assert_eq!(picked(&task), (Format::Png, 80));
+        assert_eq!(task.unsettled().len(), 2);
+    }
+
+    #[test]
+    fn the_first_file_name_given_stays() {
+        let task = task_with(&[]);
+        assert_eq!(task.filename(), None);
+        task.name_once("  ");
+        assert_eq!(task.filename(), None);
+        task.name_once("a.jpg");
+        task.name_once("b.jpg");
+        assert_eq!(task.filename(), Some("a.jpg"));
+    }
 }

@@ -35,7 +35,7 @@ pub use error::PipelineError;
 pub use format::{Format, InputFormat};
 pub use options::{Fit, FlipAxis, Limits, Options, Step};
 pub use output::{ImageInfo, Output};
-pub use presets::Preset;
+pub use presets::{Preset, RecipeDefaults};
 pub use recipe::Recipe;
 
 use encode::EncodeSettings;

@@ -40,14 +40,61 @@ impl Options {
         }
     }
 
-    /// img2img: an edit recipe's steps and quality, in `format`.
-    pub fn from_recipe(recipe: &Recipe, format: Format, limits: Limits) -> Self {
+    /// img2img: an edit recipe on top of `defaults`. The recipe's `format`
+    /// and `quality` replace the defaults' (the default quality belongs to
+    /// the default format: another format gets its own default). A recipe
+    /// with a size or crop step says how big the result is; without one,
+    /// the result is first fitted inside the defaults' box (never
+    /// enlarged), which also lets a JPEG shrink on load.
+    pub fn from_recipe(recipe: &Recipe, defaults: RecipeDefaults, limits: Limits) -> Self {
+        let sized = recipe
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Resize { .. } | Step::Crop { .. }));
+        let fit = defaults
+            .fit_inside
+            .filter(|_| !sized)
+            .map(|(width, height)| Step::Resize {
+                width: Some(width),
+                height: Some(height),
+                fit: Fit::Inside,
+            });
+        let format = recipe.format.unwrap_or(defaults.format);
+        let default_quality = (format == defaults.format)
+            .then_some(defaults.quality)
+            .flatten();
         Self {
             format,
-            quality: recipe.quality,
-            steps: recipe.steps.clone(),
+            quality: recipe.quality.or(default_quality),
+            steps: fit
+                .into_iter()
+                .chain(recipe.steps.iter().cloned())
+                .collect(),
             limits,
             ..Self::default()
+        }
+    }
+}
+
+/// What an img2img result is when the recipe does not say otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecipeDefaults {
+    /// Fit the image inside this box (width, height) unless the recipe
+    /// sizes or crops it; `None` keeps the input's size.
+    pub fit_inside: Option<(u32, u32)>,
+    pub format: Format,
+    /// The default format's quality; `None` is that format's own default.
+    pub quality: Option<u8>,
+}
+
+impl RecipeDefaults {
+    /// The original img2img server's answer: a JPEG at quality 85 inside
+    /// `width`x`height`.
+    pub fn jpeg_inside(width: u32, height: u32) -> Self {
+        Self {
+            fit_inside: Some((width, height)),
+            format: Format::Jpeg,
+            quality: Some(85),
         }
     }
 }
@@ -77,12 +124,53 @@ mod tests {
         );
     }
 
+    fn inside(w: u32, h: u32) -> Step {
+        Step::Resize {
+            width: Some(w),
+            height: Some(h),
+            fit: Fit::Inside,
+        }
+    }
+
     #[test]
-    fn a_recipe_preset_keeps_its_steps_and_quality() {
-        let recipe = crate::recipe::parse("grayscale, quality 40");
-        let o = Options::from_recipe(&recipe, Format::Png, Limits::default());
-        assert_eq!(o.format, Format::Png);
-        assert_eq!(o.quality, recipe.quality);
-        assert_eq!(o.steps, recipe.steps);
+    fn a_recipe_without_a_size_gets_the_default_box_first() {
+        let recipe = crate::recipe::parse("grayscale, a cat");
+        let o = Options::from_recipe(
+            &recipe,
+            RecipeDefaults::jpeg_inside(512, 512),
+            Limits::default(),
+        );
+        assert_eq!(o.format, Format::Jpeg);
+        assert_eq!(o.quality, Some(85));
+        assert_eq!(o.steps, vec![inside(512, 512), Step::Grayscale]);
+    }
+
+    #[test]
+    fn the_recipe_overrides_size_format_and_quality() {
+        let defaults = RecipeDefaults::jpeg_inside(512, 512);
+        for text in ["width 2048", "resize 100x100", "crop 0,0,10,10"] {
+            let recipe = crate::recipe::parse(text);
+            let o = Options::from_recipe(&recipe, defaults, Limits::default());
+            assert_eq!(o.steps, recipe.steps, "{text}");
+        }
+        let o = Options::from_recipe(
+            &crate::recipe::parse("quality 40"),
+            defaults,
+            Limits::default(),
+        );
+        assert_eq!((o.format, o.quality), (Format::Jpeg, Some(40)));
+        // Another format takes its own default quality, not JPEG's 85.
+        let o = Options::from_recipe(
+            &crate::recipe::parse("format png"),
+            defaults,
+            Limits::default(),
+        );
+        assert_eq!((o.format, o.quality), (Format::Png, None));
+        let o = Options::from_recipe(
+            &crate::recipe::parse("format webp quality 60"),
+            defaults,
+            Limits::default(),
+        );
+        assert_eq!((o.format, o.quality), (Format::Webp, Some(60)));
     }
 }

@@ -123,11 +123,18 @@ pub async fn upload(
     if read.is_err() {
         discard_rest(&mut multipart).await;
     }
-    let (picture, options) = read?;
+    let Form {
+        picture,
+        filename,
+        options,
+    } = read?;
     let spec = options
         .to_spec(state.settings.limits.max_dimension)
         .map_err(|e| ApiError::bad_request(e.0))?;
     let submitted = state.store.submit(picture, spec).await?;
+    if let Some(name) = filename {
+        submitted.task.name_once(&name);
+    }
     let done = matches!(submitted.variant.state(), VariantState::Done(_));
     let status = if done {
         StatusCode::OK
@@ -136,7 +143,7 @@ pub async fn upload(
     };
     let answer = UploadAnswer {
         message: if done {
-            "Your image is already processed"
+            "Image already processed for this format/quality"
         } else {
             "Your image is queued for processing"
         },
@@ -147,13 +154,20 @@ pub async fn upload(
     Ok((status, Json(answer)).into_response())
 }
 
-/// Reads the upload's fields: the picture (at most `limit` bytes) and the options.
-async fn read_form(
-    multipart: &mut Multipart,
-    limit: u64,
-) -> Result<(Bytes, UploadOptions), ApiError> {
+/// What an upload form carries.
+struct Form {
+    picture: Bytes,
+    /// The picture's file name, as the client sent it.
+    filename: Option<String>,
+    options: UploadOptions,
+}
+
+/// Reads the upload's fields: the picture (at most `limit` bytes), its file
+/// name and the options.
+async fn read_form(multipart: &mut Multipart, limit: u64) -> Result<Form, ApiError> {
     let mut options = UploadOptions::default();
     let mut picture: Option<Bytes> = None;
+    let mut filename = None;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_owned();
         if !is_field_name(&name) {
@@ -162,6 +176,7 @@ async fn read_form(
             )));
         }
         if name == "picture" {
+            filename = field.file_name().map(str::to_owned);
             let mut buf = BytesMut::new();
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                 if (buf.len() + chunk.len()) as u64 > limit {
@@ -186,7 +201,11 @@ async fn read_form(
     if picture.is_empty() {
         return Err(ApiError::bad_request("picture: the file is empty"));
     }
-    Ok((picture, options))
+    Ok(Form {
+        picture,
+        filename,
+        options,
+    })
 }
 
 /// Form field names the upload takes: a plain token (unknown ones are
@@ -350,6 +369,48 @@ pub async fn status(
     Ok(Json(views))
 }
 
+/// One entry of `GET /queue/{md5}`, as TinyImage lists its queue.
+#[derive(Serialize, ToSchema)]
+pub struct QueuedView {
+    md5: String,
+    /// The file name of the upload, or the md5 when none was given.
+    filename: String,
+    format: &'static str,
+    quality: u8,
+}
+
+/// `GET /queue/{md5}`: the variants of an upload still waiting or being
+/// processed (TinyImage keeps a task in its queue until it is done).
+#[utoipa::path(get, path = "/queue/{md5}",
+    params(("md5" = String, Path, description = "the MD5 of the uploaded bytes")),
+    responses((status = 200, body = [QueuedView]),
+        (status = 401, body = ErrorBody, description = "an API key is required"),
+        (status = 404, body = ErrorBody, description = "unknown md5, or nothing of it is queued")))]
+pub async fn queue(
+    State(state): State<AppState>,
+    Path(md5): Path<String>,
+) -> Result<Json<Vec<QueuedView>>, ApiError> {
+    let task = find_task(&state, &md5).await?;
+    let filename = task.filename().unwrap_or(task.key.as_str()).to_owned();
+    let views: Vec<QueuedView> = task
+        .unsettled()
+        .iter()
+        .map(|v| QueuedView {
+            md5: task.key.to_string(),
+            filename: filename.clone(),
+            format: v.spec.format.name(),
+            quality: v.spec.quality,
+        })
+        .collect();
+    if views.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "nothing of task {} is queued",
+            task.key
+        )));
+    }
+    Ok(Json(views))
+}
+
 async fn find_task(state: &AppState, md5: &str) -> Result<std::sync::Arc<Task>, ApiError> {
     let key = TaskKey::parse(md5)
         .ok_or_else(|| ApiError::not_found(format!("no task {md5:?}: not an md5")))?;
@@ -361,7 +422,8 @@ async fn find_task(state: &AppState, md5: &str) -> Result<std::sync::Arc<Task>, 
 }
 
 /// `GET /download/{md5}`: the processed bytes of the variant the options
-/// pick, or of the one finished last.
+/// pick, or without options of the one TinyImage would serve (WebP, then
+/// PNG, then JPEG).
 #[utoipa::path(get, path = "/download/{md5}",
     params(("md5" = String, Path, description = "the MD5 of the uploaded bytes"),
         ("format" = Option<String>, Query, pattern = "^(webp|png|jpg|jpeg|avif)$"),
@@ -392,9 +454,12 @@ pub async fn download(
             .to_spec(max_dim)
             .map_err(|e| ApiError::bad_request(e.0))?;
     }
-    let variant = task
-        .pick(|spec| options.matches(spec, max_dim).unwrap_or(false))
-        .ok_or_else(|| ApiError::not_found("no variant of this task matches those options"))?;
+    let variant = if options.is_empty() {
+        task.default_download()
+    } else {
+        task.pick(|spec| options.matches(spec, max_dim).unwrap_or(false))
+    }
+    .ok_or_else(|| ApiError::not_found("no variant of this task matches those options"))?;
     let finished = match variant.state() {
         VariantState::Done(f) => f,
         VariantState::Failed(e) => {

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads)
         .route("/status/{md5}", get(jobs_api::status))
         .route("/download/{md5}", get(jobs_api::download))
+        .route("/queue/{md5}", get(jobs_api::queue))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_api_key,

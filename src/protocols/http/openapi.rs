@@ -19,6 +19,7 @@ use super::{health, jobs_api};
         jobs_api::upload,
         jobs_api::status,
         jobs_api::download,
+        jobs_api::queue,
         health::healthz,
         health::readyz
     ),
@@ -27,6 +28,7 @@ use super::{health, jobs_api};
         jobs_api::QueueView,
         jobs_api::UploadAnswer,
         jobs_api::VariantView,
+        jobs_api::QueuedView,
         jobs_api::UploadForm,
         jobs_api::ErrorBody,
         jobs_api::NotReadyBody

@@ -13,7 +13,7 @@ use crate::files::{self, validate_name, FileStore, StorageError};
 use crate::jobs::check_header;
 use crate::pipeline::{InputFormat, Limits};
 
-/// Text sent for LIST when nothing is stored.
+/// Text sent for LIST, with STATUS ERROR, when nothing is stored.
 pub const EMPTY_LIST_TEXT: &str = "No files have been shared yet.";
 
 /// Answers one request.
@@ -145,12 +145,12 @@ async fn list(store: &Arc<dyn FileStore>) -> Result<Reply, String> {
         tracing::error!(error = %e, "listing shared files failed");
         "the files could not be listed (server storage error)".to_owned()
     })?;
-    let details = if files.is_empty() {
-        Details::Text(EMPTY_LIST_TEXT.to_owned())
-    } else {
-        Details::Names(files.into_iter().map(|f| f.name).collect())
-    };
-    Ok(Reply::ok(Command::List, details))
+    if files.is_empty() {
+        return Err(EMPTY_LIST_TEXT.to_owned());
+    }
+    // One text, a name a line, as the original server sends it.
+    let names: Vec<String> = files.into_iter().map(|f| f.name).collect();
+    Ok(Reply::ok(Command::List, Details::Text(names.join("\n"))))
 }
 
 #[cfg(test)]

@@ -154,7 +154,6 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, MessageError> {
 pub enum Details {
     None,
     Text(String),
-    Names(Vec<String>),
 }
 
 /// A reply to one request.
@@ -200,7 +199,6 @@ impl Reply {
         let details = match &self.details {
             Details::None => Value::None,
             Details::Text(t) => Value::String(t.clone()),
-            Details::Names(n) => Value::List(n.iter().cloned().map(Value::String).collect()),
         };
         let status = if self.ok { "OK" } else { "ERROR" };
         let mut map = BTreeMap::new();

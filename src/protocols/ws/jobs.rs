@@ -142,6 +142,9 @@ async fn start_job(
         .to_spec(state.settings.limits.max_dimension)
         .map_err(|e| ApiError::bad_request(e.0))?;
     let submitted = state.store.submit(bytes, spec).await?;
+    if let Some(name) = &request.filename {
+        submitted.task.name_once(name);
+    }
     Ok((spec, submitted.task, submitted.variant))
 }
 

@@ -81,6 +81,15 @@ impl Frame {
     pub fn unknown(&self) -> FrameError {
         FrameError::UnknownType(self.kind.clone())
     }
+
+    /// Passes over a message of a type this protocol does not know, as the
+    /// original servers do: logged and counted
+    /// (`pixpress_ws_ignored_messages_total`), never answered.
+    pub fn ignore(&self, protocol: &'static str) {
+        tracing::debug!(protocol, kind = %self.kind, "unknown message type ignored");
+        metrics::counter!("pixpress_ws_ignored_messages_total", "protocol" => protocol)
+            .increment(1);
+    }
 }
 
 /// The query of a room protocol's upgrade.

@@ -3,10 +3,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `register`.
+/// `register`; without `client_type` a producer, as the original server.
 #[derive(Debug, Deserialize)]
 pub struct RegisterIn {
+    #[serde(default = "producer")]
     pub client_type: String,
+}
+
+fn producer() -> String {
+    "producer".to_owned()
 }
 
 /// `img2img`: the legacy request with a base64 image.
@@ -15,17 +20,14 @@ pub struct Img2ImgIn {
     pub image: String,
     #[serde(default)]
     pub prompt: String,
-    #[serde(default)]
-    pub format: Option<String>,
 }
 
-/// `img2img_binary`: metadata of the binary frame that follows.
+/// `img2img_binary`: metadata of the binary frame that follows. Its
+/// `format` names the format of that frame; the bytes are sniffed instead.
 #[derive(Debug, Deserialize)]
 pub struct BinaryMetaIn {
     #[serde(default)]
     pub prompt: String,
-    #[serde(default)]
-    pub format: Option<String>,
     #[serde(default)]
     pub timestamp: Option<Value>,
 }

@@ -30,7 +30,7 @@ use crate::auth;
 use crate::config::{Img2ImgSettings, Settings};
 use crate::error::{ApiError, Code};
 use crate::jobs::{JobError, WorkerPool};
-use crate::pipeline::{recipe, Format, InputFormat, Limits, Options, Output};
+use crate::pipeline::{recipe, Format, Limits, Options, Output, RecipeDefaults};
 use crate::rooms::{HubLimits, MemberHandle, Membership, RoomHub};
 
 /// The room of `GET /ws/img2img`.
@@ -205,7 +205,6 @@ enum Reply {
 struct Request {
     image: Bytes,
     prompt: String,
-    format: Option<String>,
     timestamp: Value,
     reply: Reply,
 }
@@ -241,7 +240,6 @@ impl Session for Img2ImgSession {
         self.submit(Request {
             image: data,
             prompt: meta.prompt,
-            format: meta.format,
             timestamp,
             reply: Reply::Binary,
         });
@@ -295,7 +293,6 @@ impl Img2ImgSession {
                 self.submit(Request {
                     image,
                     prompt: req.prompt,
-                    format: req.format,
                     timestamp: timestamp.clone(),
                     reply: Reply::Base64,
                 });
@@ -308,7 +305,8 @@ impl Img2ImgSession {
                     expires: Instant::now() + self.rooms.inner.settings.metadata_timeout,
                 });
             }
-            _ => return Err(fail(frame.unknown().into())),
+            // The original server ignores what it does not know.
+            _ => frame.ignore("img2img"),
         }
         Ok(())
     }
@@ -354,29 +352,16 @@ impl Img2ImgSession {
         });
     }
 
-    /// Pipeline options from the prompt's recipe. The output format is the
-    /// recipe's `format`, else the request's `format`, else the input's own
-    /// family, else JPEG.
+    /// Pipeline options from the prompt's recipe on top of the default
+    /// answer (`img2img.default_size`, JPEG, quality 85). The request's own
+    /// `format` field names the format of the image it sends, as the
+    /// original clients use it; the bytes are sniffed anyway.
     fn options_for(&self, request: &Request) -> (Options, Vec<String>) {
         let recipe = recipe::parse(&request.prompt);
-        let mut ignored = recipe.ignored.clone();
-        let requested = request
-            .format
-            .as_deref()
-            .and_then(|f| match f.parse::<Format>() {
-                Ok(format) => Some(format),
-                Err(_) => {
-                    ignored.push(format!("format {f}"));
-                    None
-                }
-            });
-        let format = recipe
-            .format
-            .or(requested)
-            .or_else(|| InputFormat::sniff(&request.image).and_then(InputFormat::as_output))
-            .unwrap_or(Format::Jpeg);
-        let options = Options::from_recipe(&recipe, format, self.rooms.inner.limits);
-        (options, ignored)
+        let size = self.rooms.inner.settings.default_size;
+        let defaults = RecipeDefaults::jpeg_inside(size.width, size.height);
+        let options = Options::from_recipe(&recipe, defaults, self.rooms.inner.limits);
+        (options, recipe.ignored)
     }
 }
 
