@@ -1404,6 +1404,10 @@ async fn image_attachments_from_an_upload_or_base64_are_processed_and_foreign_ur
             json!(vec![json!({"type": "file", "url": "x"}); 11]),
             "invalid_request",
         ),
+        (
+            json!([{"type": "file", "url": "x", "meta": {"note": "x".repeat(5000)}}]),
+            "invalid_request",
+        ),
     ];
     for (attachments, code) in refused {
         a.call_err(

@@ -17,6 +17,8 @@ use super::ImageRef;
 pub const MAX_ATTACHMENTS: usize = 10;
 /// Longest `id`, `filename` or `url`, in bytes.
 pub const MAX_FIELD_LEN: usize = 2048;
+/// Largest meta (`payload`), in bytes of JSON.
+pub const MAX_META_LEN: usize = 4096;
 
 /// What an attachment is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +112,17 @@ async fn resolve_one(images: &ChatImages, input: AttachmentInput) -> Result<Atta
                 "an attachment's {name} is longer than {MAX_FIELD_LEN} bytes"
             )));
         }
+    }
+    let meta_len = [&input.payload, &input.meta]
+        .iter()
+        .filter_map(|m| m.as_ref())
+        .map(|m| serde_json::to_vec(m).map_or(usize::MAX, |v| v.len()))
+        .max()
+        .unwrap_or(0);
+    if meta_len > MAX_META_LEN {
+        return Err(ChatError::InvalidRequest(format!(
+            "an attachment's payload (meta) is larger than {MAX_META_LEN} bytes of JSON"
+        )));
     }
     let local = match (input.kind, input.data.as_deref()) {
         (AttachmentKind::Image, Some(data)) => Some(images.process_base64(data).await?),
