@@ -96,6 +96,8 @@ codes! {
     FormatUnavailable = "format_unavailable", 400, "The output format was compiled out of this build.";
     UnknownImage = "unknown_image", 404, "A chat message names an image md5 that no upload has.";
     UnknownMessage = "unknown_message", 404, "A chat message id that does not exist (any more).";
+    UnknownEvent = "unknown_event", 404, "A chat event id that is not kept (any more), or events after it that are gone.";
+    TooManyEvents = "too_many_events", 400, "More chat events follow than `getEvents` answers with (100); subscribe instead.";
     // The job service
     QueueFull = "queue_full", 503, "The processing queue is full; retry in a moment.";
     ProcessingTimeout = "processing_timeout", 422, "Processing passed its deadline and was stopped.";

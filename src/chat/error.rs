@@ -32,6 +32,16 @@ pub enum ChatError {
     /// Acting on a message in a way only its author or recipient may.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// `getEvent` names an event that is not kept (or never was).
+    #[error("event {0} is not kept; reload with getMessages")]
+    UnknownEvent(u64),
+    /// `getEvents` from an id whose following events are not all kept (or
+    /// an id above the user's last).
+    #[error("the events after {0} are not all kept; subscribe again or reload with getMessages")]
+    EventsGone(u64),
+    /// `getEvents` would answer with more events than it may.
+    #[error("{count} events follow; getEvents answers at most {limit}: subscribe instead")]
+    TooManyEvents { count: usize, limit: usize },
     /// An `image` given as an md5 names no earlier upload.
     #[error("no uploaded image has md5 {0}")]
     UnknownImage(String),
@@ -66,6 +76,8 @@ impl ChatError {
             Self::Unauthorized(_) => Code::Unauthorized,
             Self::MessageTooLong { .. } => Code::MessageTooLong,
             Self::UnknownMessage(_) => Code::UnknownMessage,
+            Self::UnknownEvent(_) | Self::EventsGone(_) => Code::UnknownEvent,
+            Self::TooManyEvents { .. } => Code::TooManyEvents,
             Self::Forbidden(_) => Code::Forbidden,
             Self::UnknownImage(_) => Code::UnknownImage,
             Self::InvalidBase64(_) => Code::InvalidBase64,

@@ -1,6 +1,6 @@
-//! Images in chat messages: an `image` field is either the md5 of an earlier
-//! upload (looked up through [`UploadedImages`], or among chat images) or
-//! base64 bytes, run through the checked admission of the shared worker
+//! Images in chat messages: an `image` field (or an image attachment) is
+//! either the md5 of an earlier upload (looked up through
+//! [`UploadedImages`], or among chat images) or base64 bytes, run through the checked admission of the shared worker
 //! pool with the chat preset (WebP under the share rooms' bounds) and kept
 //! in memory under the result's md5, served at `/chat/images/{md5}`. Owns
 //! that cache; it does not decode images itself.
@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 use super::error::ChatError;
 use super::{ImageRef, UploadedImages};
 use crate::config::Settings;
-use crate::jobs::{JobStore, TaskKey, VariantState, WorkerPool};
+use crate::jobs::{Finished, JobStore, Task, TaskKey, Variant, VariantState, WorkerPool};
 use crate::pipeline::{Options, Preset};
 
 /// Where chat images are served (`{md5}` appended).
@@ -71,7 +71,37 @@ impl ChatImages {
             }
             return Err(ChatError::UnknownImage(md5));
         }
-        let bytes = self.decode_base64(image)?;
+        self.process_base64(image).await
+    }
+
+    /// Base64 bytes (or a `data:` URL), processed and kept.
+    pub async fn process_base64(&self, text: &str) -> Result<ImageRef, ChatError> {
+        let bytes = self.decode_base64(text)?;
+        self.process(bytes).await
+    }
+
+    /// The upload (or chat image) with `md5` as a chat image: a chat image
+    /// as it is, an upload's finished result processed to WebP and kept.
+    /// `None` when this server knows no such image.
+    pub async fn upload_as_webp(&self, md5: &str) -> Result<Option<ImageRef>, ChatError> {
+        if let Some(p) = self.processed.get(md5).await {
+            return Ok(Some(p.image));
+        }
+        match self.uploads.bytes(md5) {
+            Some(bytes) => self.process(bytes).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs bytes through the checked admission of the shared pool with the
+    /// chat preset, and keeps the result under its md5.
+    async fn process(&self, bytes: Bytes) -> Result<ImageRef, ChatError> {
+        if bytes.len() as u64 > self.max_input_bytes {
+            return Err(ChatError::ImageTooLarge {
+                size: bytes.len(),
+                limit: self.max_input_bytes,
+            });
+        }
         let output = self
             .pool
             .run_checked(bytes, self.options.clone(), None)
@@ -124,11 +154,7 @@ impl ChatImages {
 /// finished last is the one they show, at its download URL.
 impl UploadedImages for JobStore {
     fn find(&self, md5: &str) -> Option<ImageRef> {
-        let task = self.task(&TaskKey::parse(md5)?)?;
-        let variant = task.pick(|_| true)?;
-        let VariantState::Done(done) = variant.state() else {
-            return None;
-        };
+        let (task, variant, done) = last_done(self, md5)?;
         Some(ImageRef {
             md5: task.key.to_string(),
             url: format!("/download/{}?{}", task.key, variant.spec.query()),
@@ -137,10 +163,24 @@ impl UploadedImages for JobStore {
             size: done.bytes.len() as u64,
         })
     }
+
+    fn bytes(&self, md5: &str) -> Option<Bytes> {
+        last_done(self, md5).map(|(_, _, done)| done.bytes.clone())
+    }
+}
+
+/// The variant of an upload that finished last, with its result.
+fn last_done(store: &JobStore, md5: &str) -> Option<(Arc<Task>, Arc<Variant>, Arc<Finished>)> {
+    let task = store.task(&TaskKey::parse(md5)?)?;
+    let variant = task.pick(|_| true)?;
+    let VariantState::Done(done) = variant.state() else {
+        return None;
+    };
+    Some((task, variant, done))
 }
 
 /// 32 hexadecimal digits: the md5 of an upload.
-fn is_md5(text: &str) -> bool {
+pub fn is_md5(text: &str) -> bool {
     text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -4,24 +4,32 @@
 //! (described in `docs/chat.md`).
 //!
 //! Parts: `events` (the chat's requests, events and response frames),
-//! `store` (state and rules), `service` (the lock and fan-out through the
-//! room hub), `images` (message images), `error` (error codes). This module
+//! `store` (state and rules), `views` (the Message and Chat types clients
+//! read), `service` (the lock and fan-out through the room hub),
+//! `attachments` (message attachments), `images` (message images),
+//! `error` (error codes). This module
 //! builds the service and owns the [`UploadedImages`] seam through which
 //! messages may reference images uploaded over HTTP.
 
+pub mod attachments;
 mod error;
 pub mod events;
 mod images;
 mod service;
 mod store;
+pub mod views;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use attachments::{Attachment, AttachmentInput, AttachmentKind};
 pub use error::ChatError;
-pub use events::{validate_user_id, HistoryQuery, NewMessage, Request, UserId};
+pub use events::{
+    validate_user_id, HistoryQuery, Mark, MarkReply, MessagesQuery, NewMessage, Receipt, Request,
+    Target, UserId,
+};
 pub use service::ChatService;
 
 use self::images::ChatImages;
@@ -43,9 +51,16 @@ pub struct ImageRef {
 }
 
 /// Images uploaded earlier (over HTTP), found by the md5 that the upload
-/// answered with. A message's `image` may name one of them.
+/// answered with. A message's `image` or image attachment may name one of
+/// them.
 pub trait UploadedImages: Send + Sync {
+    /// The upload's finished result, as an `image` field refers to it.
     fn find(&self, md5: &str) -> Option<ImageRef>;
+
+    /// The bytes of that result, which an image attachment is made from.
+    fn bytes(&self, _md5: &str) -> Option<bytes::Bytes> {
+        None
+    }
 }
 
 /// Builds the chat of one server. Called inside a Tokio runtime, it also

@@ -10,10 +10,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use axum::extract::ws::Message;
 use serde_json::{json, Value};
 
+use super::attachments::{self, Attachment, AttachmentInput};
 use super::error::ChatError;
-use super::events::{self, EventPayload, EventType, NewMessage, Request};
+use super::events::{self, EventPayload, EventType, Mark, MarkReply, NewMessage, Request};
 use super::images::ChatImages;
-use super::store::{ChatStore, Delivery, Now, Receipt};
+use super::store::{ChatStore, Delivery, Now};
+use super::ImageRef;
 use crate::rooms::{MemberHandle, MemberView, RoomHub};
 
 /// The role of a socket that has subscribed and receives live events.
@@ -79,13 +81,22 @@ impl ChatService {
         }
     }
 
+    /// The client event `offline`: the user shows offline to its contacts
+    /// while its sockets stay open, until it subscribes again.
+    pub fn offline(&self, user: &str) {
+        let mut store = self.store();
+        if store.go_offline(user) {
+            self.presence(&store, user, EventType::Offline);
+        }
+    }
+
+    /// `online {userId}` / `offline {userId}` to the user's contacts
+    /// (`chatId`, pixpress's earlier field, names the user too).
     fn presence(&self, store: &ChatStore, user: &str, kind: EventType) {
         let payload = EventPayload {
-            message_id: None,
             chat_id: user.to_owned(),
-            from: None,
-            message: None,
-            image: None,
+            user_id: Some(user.to_owned()),
+            ..EventPayload::default()
         };
         let frame = events::transient_event(kind, &payload);
         for contact in store.contacts(user) {
@@ -99,11 +110,10 @@ impl ChatService {
     pub fn typing(&self, user: &str, chat_id: &str) -> Result<(), ChatError> {
         self.store().check_chat_id(user, chat_id)?;
         let payload = EventPayload {
-            message_id: None,
             chat_id: user.to_owned(),
+            user_id: Some(user.to_owned()),
             from: Some(user.to_owned()),
-            message: None,
-            image: None,
+            ..EventPayload::default()
         };
         let frame = events::transient_event(EventType::Typing, &payload);
         self.hub
@@ -118,33 +128,79 @@ impl ChatService {
         match request {
             Request::New(new) => self.new_message(me, user, id, new).await,
             Request::Subscribe { last_event_id } => self.subscribe(me, user, id, last_event_id),
-            Request::Edit {
-                message_id,
-                message,
-            } => self.apply(me, id, |store, now| {
+            Request::Edit { target, message } => self.apply(me, id, |store, now| {
+                let chat = target.chat_id.as_deref();
                 store
-                    .edit(user, message_id, message, now)
-                    .map(ack(message_id))
+                    .edit(user, chat, target.message_id, message, now)
+                    .map(ack(target.message_id))
             }),
-            Request::Delete { message_id } => self.apply(me, id, |store, now| {
-                store.delete(user, message_id, now).map(ack(message_id))
-            }),
-            Request::Delivered { message_id } => self.apply(me, id, |store, now| {
+            Request::Delete { target } => self.apply(me, id, |store, now| {
+                let chat = target.chat_id.as_deref();
                 store
-                    .receipt(user, message_id, Receipt::Delivered, now)
-                    .map(ack(message_id))
+                    .delete(user, chat, target.message_id, now)
+                    .map(ack(target.message_id))
             }),
-            Request::Read { message_id } => self.apply(me, id, |store, now| {
-                store
-                    .receipt(user, message_id, Receipt::Read, now)
-                    .map(ack(message_id))
+            Request::Mark(mark) => self.apply(me, id, |store, now| {
+                let Mark {
+                    receipt,
+                    target,
+                    reply,
+                } = mark;
+                let out = store.mark(
+                    user,
+                    target.chat_id.as_deref(),
+                    target.message_id,
+                    receipt,
+                    now,
+                )?;
+                let payload = match reply {
+                    MarkReply::Nothing => Value::Null,
+                    MarkReply::MessageId => json!({ "messageId": target.message_id }),
+                    MarkReply::Echo => {
+                        let mut echo = json!({ "messageId": target.message_id });
+                        if let Some(chat_id) = target.chat_id {
+                            echo["chatId"] = Value::String(chat_id);
+                        }
+                        echo
+                    }
+                };
+                Ok((payload, out))
             }),
-            Request::History(query) => self.apply(me, id, |store, now| {
-                let page = store.history(user, &query, now)?;
-                let page = serde_json::to_value(page).expect("history pages serialise");
-                Ok((page, Vec::new()))
+            Request::GetMessage(target) => self.query(me, id, |store, now| {
+                store.message(user, &target, now).map(|m| to_payload(&m))
+            }),
+            Request::GetMessages(query) => self.query(me, id, |store, now| {
+                store.messages(user, &query, now).map(|m| to_payload(&m))
+            }),
+            Request::History(query) => self.query(me, id, |store, now| {
+                store.history(user, &query, now).map(|p| to_payload(&p))
+            }),
+            Request::GetChat { chat_id } => self.query(me, id, |store, now| {
+                store.chat(user, &chat_id, now).map(|c| to_payload(&c))
+            }),
+            Request::GetChats => {
+                self.query(me, id, |store, now| Ok(to_payload(&store.chats(user, now))))
+            }
+            Request::GetEvent { event_id } => self.query(me, id, |store, now| {
+                store.event(user, event_id, now).map(|e| e.value())
+            }),
+            Request::GetEvents { from_event_id } => self.query(me, id, |store, now| {
+                let events = store.events_after(user, from_event_id, now)?;
+                Ok(Value::Array(events.iter().map(|e| e.value()).collect()))
             }),
         }
+    }
+
+    /// Answers a request that changes nothing.
+    fn query(
+        &self,
+        me: &MemberHandle,
+        id: &Value,
+        read: impl FnOnce(&mut ChatStore, Now) -> Result<Value, ChatError>,
+    ) {
+        self.apply(me, id, |store, now| {
+            read(store, now).map(|payload| (payload, Vec::new()))
+        });
     }
 
     /// Runs one change under the lock and answers it.
@@ -159,22 +215,42 @@ impl ChatService {
         self.answer(me, id, result);
     }
 
-    /// `new`: an image is resolved (and processed, for base64) without the
-    /// lock held, then the message is stored.
+    /// `new`: the image and attachments are resolved (and processed) without
+    /// the lock held, then the message is stored.
     async fn new_message(&self, me: &MemberHandle, user: &str, id: &Value, new: NewMessage) {
-        // Check what can be checked before spending a worker on the image.
-        let precheck = self.store().check_chat_id(user, &new.chat_id);
-        let image = match (precheck, new.image.as_deref()) {
-            (Err(e), _) => Err(e),
-            (Ok(()), None) => Ok(None),
-            (Ok(()), Some(image)) => self.images.resolve(image).await.map(Some),
-        };
+        let NewMessage {
+            chat_id,
+            message,
+            image,
+            attachments,
+        } = new;
+        let content = self
+            .resolve_content(user, &chat_id, image.as_deref(), attachments)
+            .await;
         self.apply(me, id, |store, now| {
-            let image = image?;
+            let (image, attachments) = content?;
             let (message_id, out) =
-                store.new_message(user, &new.chat_id, new.message, image, now)?;
+                store.new_message(user, &chat_id, message, image, attachments, now)?;
             Ok((json!({ "messageId": message_id }), out))
         });
+    }
+
+    /// The image and attachments of a new message, as its events carry them.
+    async fn resolve_content(
+        &self,
+        user: &str,
+        chat_id: &str,
+        image: Option<&str>,
+        inputs: Vec<AttachmentInput>,
+    ) -> Result<(Option<ImageRef>, Vec<Attachment>), ChatError> {
+        // Check what can be checked before spending a worker on an image.
+        self.store().check_chat_id(user, chat_id)?;
+        let image = match image {
+            None => None,
+            Some(image) => Some(self.images.resolve(image).await?),
+        };
+        let attachments = attachments::resolve(&self.images, inputs).await?;
+        Ok((image, attachments))
     }
 
     /// Queues the response, then the events (the caller holds the lock).
@@ -216,5 +292,13 @@ impl ChatService {
         batch.extend(replay.events.iter().map(|e| Message::text(e.frame())));
         me.send_self(batch);
         me.set_role(LIVE);
+        if store.go_online(user) {
+            self.presence(&store, user, EventType::Online);
+        }
     }
+}
+
+/// A response payload from a view type (plain data: it always serialises).
+fn to_payload<T: serde::Serialize>(view: &T) -> Value {
+    serde_json::to_value(view).expect("chat views serialise")
 }

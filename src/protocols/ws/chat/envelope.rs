@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::chat::{ChatError, Request, UserId};
+use crate::chat::{ChatError, Mark, MarkReply, Receipt, Request, Target, UserId};
 
 /// One text frame from a client.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +16,11 @@ pub enum ClientFrame {
     Request { id: Value, request: Request },
     /// The client event `typing {chatId}`; it gets no response.
     Typing { chat_id: UserId },
+    /// The client event `offline {}`; it gets no response.
+    Offline,
+    /// `{"type":"ack","id":N}`, which clients of the original's later
+    /// versions send after each event: nothing to do.
+    Ack,
 }
 
 /// A frame that could not be understood; answered with an error response
@@ -34,15 +39,22 @@ struct LastEventId {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MessageRef {
-    message_id: u64,
+struct EditPayload {
+    #[serde(flatten)]
+    target: Target,
+    message: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct EditPayload {
-    message_id: u64,
-    message: String,
+struct EventRef {
+    event_id: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FromEventId {
+    from_event_id: u64,
 }
 
 #[derive(Deserialize)]
@@ -69,14 +81,19 @@ pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
     let kind = frame.get("type").and_then(Value::as_str).unwrap_or("");
     match kind {
         "request" => {
-            if id.is_null() {
-                return Err(bad(id, "a request needs an id (string or number)"));
-            }
             let Some(payload_type) = frame.get("payloadType").and_then(Value::as_str) else {
                 return Err(bad(id, "a request needs a payloadType string"));
             };
             let payload_type = payload_type.to_owned();
             let payload = frame.remove("payload").unwrap_or(Value::Null);
+            // The original sends client events as requests without an id.
+            if is_client_event(&payload_type) {
+                return client_event(&payload_type, payload)
+                    .map_err(|error| BadFrame { id, error });
+            }
+            if id.is_null() {
+                return Err(bad(id, "a request needs an id (string or number)"));
+            }
             match parse_request(&payload_type, payload) {
                 Ok(request) => Ok(ClientFrame::Request { id, request }),
                 Err(error) => Err(BadFrame { id, error }),
@@ -84,23 +101,19 @@ pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
         }
         "event" => {
             let event_type = frame.get("eventType").and_then(Value::as_str).unwrap_or("");
-            match event_type {
-                "typing" => {
-                    let payload = frame.remove("payload").unwrap_or(Value::Null);
-                    let r: ChatRef = payload_of("typing", payload).map_err(|error| BadFrame {
-                        id: id.clone(),
-                        error,
-                    })?;
-                    Ok(ClientFrame::Typing { chat_id: r.chat_id })
-                }
-                other => Err(BadFrame {
+            let event_type = event_type.to_owned();
+            let payload = frame.remove("payload").unwrap_or(Value::Null);
+            if !is_client_event(&event_type) {
+                return Err(BadFrame {
                     id,
                     error: ChatError::UnknownType(format!(
-                        "unknown client eventType {other:?}; clients may send: typing"
+                        "unknown client eventType {event_type:?}; clients may send: typing, offline"
                     )),
-                }),
+                });
             }
+            client_event(&event_type, payload).map_err(|error| BadFrame { id, error })
         }
+        "ack" => Ok(ClientFrame::Ack),
         other => Err(BadFrame {
             id,
             error: ChatError::UnknownType(format!(
@@ -108,6 +121,21 @@ pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
             )),
         }),
     }
+}
+
+/// The client events, which clients send as events or as requests.
+fn is_client_event(name: &str) -> bool {
+    matches!(name, "typing" | "offline")
+}
+
+/// A client event (one that [`is_client_event`] names).
+fn client_event(name: &str, payload: Value) -> Result<ClientFrame, ChatError> {
+    if name == "typing" {
+        let r: ChatRef = payload_of(name, payload)?;
+        return Ok(ClientFrame::Typing { chat_id: r.chat_id });
+    }
+    // `offline`: its payload is `{}` or absent; nothing in it is needed.
+    Ok(ClientFrame::Offline)
 }
 
 fn bad(id: Value, message: &str) -> BadFrame {
@@ -119,6 +147,13 @@ fn bad(id: Value, message: &str) -> BadFrame {
 
 fn parse_request(payload_type: &str, payload: Value) -> Result<Request, ChatError> {
     let t = payload_type;
+    let mark = |receipt, reply, payload| -> Result<Request, ChatError> {
+        Ok(Request::Mark(Mark {
+            receipt,
+            target: payload_of(t, payload)?,
+            reply,
+        }))
+    };
     Ok(match t {
         "subscribe" => Request::Subscribe {
             last_event_id: payload_of::<LastEventId>(t, payload)?.last_event_id,
@@ -127,24 +162,40 @@ fn parse_request(payload_type: &str, payload: Value) -> Result<Request, ChatErro
         "edit" => {
             let p: EditPayload = payload_of(t, payload)?;
             Request::Edit {
-                message_id: p.message_id,
+                target: p.target,
                 message: p.message,
             }
         }
         "delete" => Request::Delete {
-            message_id: payload_of::<MessageRef>(t, payload)?.message_id,
+            target: payload_of(t, payload)?,
         },
-        "delivered" => Request::Delivered {
-            message_id: payload_of::<MessageRef>(t, payload)?.message_id,
-        },
-        "read" => Request::Read {
-            message_id: payload_of::<MessageRef>(t, payload)?.message_id,
-        },
+        "dlvrd" => mark(Receipt::Delivered, MarkReply::Nothing, payload)?,
+        "delivered" => mark(Receipt::Delivered, MarkReply::MessageId, payload)?,
+        "read" => mark(Receipt::Read, MarkReply::Echo, payload)?,
+        "getMessage" => Request::GetMessage(payload_of(t, payload)?),
+        "getMessages" => Request::GetMessages(payload_of(t, payload)?),
         "history" => Request::History(payload_of(t, payload)?),
+        "getChat" => Request::GetChat {
+            chat_id: payload_of::<ChatRef>(t, payload)?.chat_id,
+        },
+        "getChats" => {
+            // `{}` or no payload at all.
+            if !payload.is_null() {
+                payload_of::<serde::de::IgnoredAny>(t, payload)?;
+            }
+            Request::GetChats
+        }
+        "getEvent" => Request::GetEvent {
+            event_id: payload_of::<EventRef>(t, payload)?.event_id,
+        },
+        "getEvents" => Request::GetEvents {
+            from_event_id: payload_of::<FromEventId>(t, payload)?.from_event_id,
+        },
         other => {
             return Err(ChatError::UnknownType(format!(
-                "unknown payloadType {other:?}; expected one of subscribe, new, edit, \
-                 delete, delivered, read, history"
+                "unknown payloadType {other:?}; expected one of subscribe, new, edit, delete, \
+                 dlvrd (or delivered), read, getMessage, getMessages (or history), getChat, \
+                 getChats, getEvent, getEvents, typing, offline"
             )))
         }
     })
@@ -181,7 +232,8 @@ mod tests {
                 request: Request::New(NewMessage {
                     chat_id: "u2".into(),
                     message: "hi".into(),
-                    image: None
+                    image: None,
+                    attachments: Vec::new(),
                 })
             }
         );
@@ -208,6 +260,69 @@ mod tests {
             f,
             ClientFrame::Typing {
                 chat_id: "u2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_originals_names_and_client_events_are_understood() {
+        let f = parse(r#"{"type":"request","timestamp":1,"payloadType":"typing","payload":{"chatId":"User2"}}"#).unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Typing {
+                chat_id: "User2".into()
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type":"event","timestamp":1,"eventType":"offline"}"#).unwrap(),
+            ClientFrame::Offline
+        );
+        assert_eq!(parse(r#"{"type":"ack","id":1}"#).unwrap(), ClientFrame::Ack);
+        let target = Target {
+            chat_id: Some("User1".into()),
+            message_id: 125,
+        };
+        for (name, receipt, reply) in [
+            ("dlvrd", Receipt::Delivered, MarkReply::Nothing),
+            ("delivered", Receipt::Delivered, MarkReply::MessageId),
+            ("read", Receipt::Read, MarkReply::Echo),
+        ] {
+            let text = format!(
+                r#"{{"type":"request","id":"1","payloadType":"{name}","payload":{{"chatId":"User1","messageId":125}}}}"#
+            );
+            assert_eq!(
+                parse(&text).unwrap(),
+                ClientFrame::Request {
+                    id: json!("1"),
+                    request: Request::Mark(Mark {
+                        receipt,
+                        target: target.clone(),
+                        reply
+                    })
+                }
+            );
+        }
+        let f = parse(r#"{"type":"request","id":2,"payloadType":"edit","payload":{"chatId":"User2","messageId":125,"message":"x"}}"#).unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Request {
+                id: json!(2),
+                request: Request::Edit {
+                    target: Target {
+                        chat_id: Some("User2".into()),
+                        message_id: 125
+                    },
+                    message: "x".into()
+                }
+            }
+        );
+        let f =
+            parse(r#"{"type":"request","id":3,"payloadType":"getChats","payload":{}}"#).unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Request {
+                id: json!(3),
+                request: Request::GetChats
             }
         );
     }

@@ -107,7 +107,9 @@ impl ChatSession {
             Err(full) => {
                 let id = match &frame {
                     Ok(ClientFrame::Request { id, .. }) => id.clone(),
-                    Ok(ClientFrame::Typing { .. }) => return, // typing is best effort
+                    // typing is best effort; an ack needs nothing.
+                    Ok(ClientFrame::Typing { .. } | ClientFrame::Ack) => return,
+                    Ok(ClientFrame::Offline) => Value::Null,
                     Err(bad) => bad.id.clone(),
                 };
                 let frame = coded_error_response(&id, full.code(), &full.to_string());
@@ -130,6 +132,8 @@ async fn carry_out(
                 me.send_self(Message::text(error_response(&Value::Null, &error)));
             }
         }
+        Ok(ClientFrame::Offline) => service.offline(user),
+        Ok(ClientFrame::Ack) => {}
         Err(BadFrame { id, error }) => {
             me.send_self(Message::text(error_response(&id, &error)));
         }
