@@ -81,6 +81,7 @@ codes! {
     Forbidden = "forbidden", 403, "Only the author (or recipient) of a message may do this.";
     RateLimited = "rate_limited", 429, "Too many uploads from this client; slow down.";
     TooManyRequests = "too_many_requests", 429, "Too many requests in flight on this socket; wait for an answer first.";
+    TooFrequent = "too_frequent", 429, "Shared text-pad updates faster than `share.text_pad_burst` and `share.text_pad_refill` allow.";
     TooManySockets = "too_many_sockets", 503, "The user has `chat.max_sockets_per_user` sockets open already.";
     TooManyUsers = "too_many_users", 503, "The chat tracks `chat.max_users` users already.";
     RoomFull = "room_full", 503, "The room has its maximum of members.";

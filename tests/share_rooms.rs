@@ -1,6 +1,8 @@
 //! Share rooms (SPEC section 3) with real WebSocket clients: chunked
 //! uploads, progress, re-chunked streaming, text, history, isolation, bad
-//! input and slow members.
+//! input and slow members. Presence and the text pad (section 3.1) are
+//! tested in `share_compat.rs`; here a member's arrival list is checked
+//! and presence news is passed over.
 
 mod rooms_support;
 
@@ -22,8 +24,33 @@ fn settings() -> Settings {
     s
 }
 
+/// Presence news about other members, which these tests pass over.
+const PRESENCE: &[&str] = &["userConnected", "userDisconnected"];
+
+/// Joins `room` as `name` and reads the arrival's member list, which ends
+/// with `name`.
 async fn join(addr: SocketAddr, room: &str, name: &str) -> Client {
-    Client::connect(addr, &format!("/ws/share/{room}?name={name}")).await
+    let mut c = Client::connect(addr, &format!("/ws/share/{room}?name={name}")).await;
+    let list = c.expect("userList").await;
+    let users = list["users"].as_array().expect("a list of users");
+    assert_eq!(users.last(), Some(&json!(name)), "{list}");
+    c.ignoring(PRESENCE)
+}
+
+/// An `imageUploadStart` that announces an upload (not the processed
+/// image's start).
+fn is_announcement(m: &Value) -> bool {
+    m["type"] == "imageUploadStart" && m["processed"] == false
+}
+
+/// The next message that is neither progress nor an upload's announcement.
+async fn next_skipping_progress(c: &mut Client) -> Value {
+    loop {
+        let m = c.json().await;
+        if m["type"] != "imageUploadProgress" && !is_announcement(&m) {
+            return m;
+        }
+    }
 }
 
 /// Sends `file` as start plus base64 chunks of `chunk_chars`, in `order`
@@ -56,7 +83,10 @@ async fn upload(
 /// What one member saw of one shared image.
 #[derive(Default)]
 struct Seen {
+    /// The upload's announcement, when it began.
+    announced: Option<Value>,
     progress: Vec<u64>,
+    /// The processed image's start.
     start: Option<Value>,
     chunks: Vec<String>,
     complete: Value,
@@ -78,6 +108,7 @@ async fn read_image(c: &mut Client) -> Seen {
         let m = c.json().await;
         match m["type"].as_str().unwrap() {
             "imageUploadProgress" => seen.progress.push(m["progress"].as_u64().unwrap()),
+            "imageUploadStart" if is_announcement(&m) => seen.announced = Some(m),
             "imageUploadStart" => seen.start = Some(m),
             "imageUploadChunk" => {
                 assert_eq!(
@@ -105,17 +136,12 @@ fn assert_rising_to_100(progress: &[u64]) {
     assert_eq!(progress.last(), Some(&100), "{progress:?} ends at 100");
 }
 
-/// Reads messages until a `text` arrives, skipping progress; anything else
-/// means an upload leaked to this member.
+/// Reads messages until a `text` arrives, skipping progress and uploads'
+/// announcements; anything else means an upload leaked to this member.
 async fn next_text_skipping_progress(c: &mut Client) -> Value {
-    loop {
-        let m = c.json().await;
-        match m["type"].as_str().unwrap() {
-            "imageUploadProgress" => continue,
-            "text" => return m,
-            _ => panic!("this member should not receive {m}"),
-        }
-    }
+    let m = next_skipping_progress(c).await;
+    assert_eq!(m["type"], "text", "this member should not receive {m}");
+    m
 }
 
 #[tokio::test]
@@ -136,16 +162,19 @@ async fn a_shared_image_reaches_the_others_rechunked_and_decodes() {
 
     let mine = read_image(&mut alice).await;
     assert_rising_to_100(&mine.progress);
-    assert!(
-        mine.start.is_none() && mine.chunks.is_empty(),
-        "the uploader gets complete only"
-    );
+    let mine_bytes = mine.bytes();
     for other in [&mut bob, &mut carol] {
         let seen = read_image(other).await;
         assert_rising_to_100(&seen.progress);
+        let announced = seen.announced.as_ref().expect("the upload's start");
+        assert_eq!(announced["filename"], "photo.jpg");
+        assert_eq!(announced["size"], file.len());
         let start = seen.start.as_ref().expect("a start message");
         assert_eq!(start["from"], "alice");
         assert_eq!(start["mimeType"], "image/webp");
+        assert_eq!(start["filename"], "photo.webp");
+        assert_eq!(start["originalFilename"], "photo.jpg");
+        assert_eq!(seen.chunks, mine.chunks, "the uploader gets the same image");
         let bytes = seen.bytes();
         assert_eq!(bytes.len() as u64, start["size"].as_u64().unwrap());
         assert_eq!(seen.complete, mine.complete);
@@ -163,6 +192,8 @@ async fn a_shared_image_reaches_the_others_rechunked_and_decodes() {
         );
         assert_eq!(seen.complete["width"], 800);
         assert_eq!(seen.complete["height"], 600);
+        assert_eq!(seen.complete["filename"], "photo.webp");
+        assert_eq!(seen.complete["data"], STANDARD.encode(&mine_bytes));
     }
 
     // Room b heard nothing of it: its first message is its own text.
@@ -316,12 +347,7 @@ async fn bad_uploads_get_an_error_for_the_uploader_alone_and_the_room_keeps_work
         for m in messages {
             alice.send_json(m).await;
         }
-        let err = loop {
-            let m = alice.json().await;
-            if m["type"] != "imageUploadProgress" {
-                break m;
-            }
-        };
+        let err = next_skipping_progress(&mut alice).await;
         assert_eq!(err["type"], "imageUploadError", "{filename}: {err}");
         assert_eq!(err["filename"], filename);
         let text = err["error"].as_str().unwrap();
@@ -371,12 +397,7 @@ async fn an_image_over_the_byte_budget_is_refused_with_the_budget_in_words() {
         None,
     )
     .await;
-    let err = loop {
-        let m = alice.json().await;
-        if m["type"] != "imageUploadProgress" {
-            break m;
-        }
-    };
+    let err = next_skipping_progress(&mut alice).await;
     assert_eq!(err["type"], "imageUploadError");
     assert_eq!(err["error"], "Image could not be compressed below 20B.");
     alice.send_json(json!({"type":"text","text":"after"})).await;
@@ -397,6 +418,7 @@ async fn an_abandoned_upload_is_dropped_after_the_timeout() {
     alice
         .send_json(json!({"type":"imageUploadChunk","filename":"half.jpg","chunkIndex":0,"totalChunks":2,"data":"AAAA"}))
         .await;
+    assert!(is_announcement(&alice.expect("imageUploadStart").await));
     assert_eq!(alice.expect("imageUploadProgress").await["progress"], 50);
     let err = alice.expect("imageUploadError").await;
     assert_eq!(err["filename"], "half.jpg");
@@ -408,7 +430,7 @@ async fn an_abandoned_upload_is_dropped_after_the_timeout() {
     let file = jpeg(64, 64);
     upload(&mut alice, "whole.jpg", &file, 8192, None).await;
     let seen = read_image(&mut alice).await;
-    assert_eq!(seen.complete["filename"], "whole.jpg");
+    assert_eq!(seen.complete["filename"], "whole.webp");
 }
 
 #[tokio::test]
@@ -418,7 +440,7 @@ async fn a_full_room_refuses_a_member_with_a_message() {
     let addr = serve(s).await;
     let _a = join(addr, "full", "a").await;
     let _b = join(addr, "full", "b").await;
-    let mut c = join(addr, "full", "c").await;
+    let mut c = Client::connect(addr, "/ws/share/full?name=c").await;
     let err = c.expect("error").await;
     assert!(err["error"].as_str().unwrap().contains("is full"), "{err}");
     assert!(matches!(c.read().await, Read::Closed));
@@ -509,7 +531,8 @@ async fn the_share_script_puts_a_file_into_the_room() {
     assert!(stdout.contains("image/webp 800x400"), "{stdout}");
     let seen = read_image(&mut bob).await;
     assert_eq!(seen.start.as_ref().unwrap()["from"], "ann");
-    assert_eq!(seen.complete["filename"], "holiday.jpg");
+    assert_eq!(seen.complete["filename"], "holiday.webp");
+    assert_eq!(seen.complete["originalFilename"], "holiday.jpg");
     assert_eq!(decoded(&seen.bytes()), (ImageFormat::WebP, 800, 400));
 }
 
@@ -531,6 +554,7 @@ async fn with_a_jwt_secret_the_name_is_the_tokens_subject() {
     )
     .unwrap();
     let mut ann = Client::connect(addr, &format!("/ws/share/jwt?name=mallory&token={token}")).await;
+    assert_eq!(ann.expect("userList").await["users"], json!(["ann"]));
     ann.send_json(json!({"type":"text","text":"signed"})).await;
     assert_eq!(ann.expect("text").await["from"], "ann");
 }

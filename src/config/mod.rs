@@ -232,6 +232,18 @@ pub struct ShareSettings {
     /// Bound on the bytes of history held for all rooms together.
     #[serde(deserialize_with = "de_size")]
     pub history_max_bytes: u64,
+    /// Largest text of the shared text pad (`textUpdate`), in bytes.
+    #[serde(deserialize_with = "de_size_usize")]
+    pub text_pad_max_bytes: usize,
+    /// Text-pad updates a member may send at once.
+    pub text_pad_burst: u32,
+    /// One more text-pad update is allowed per this much time (0 = no bound).
+    #[serde(with = "humantime_serde")]
+    pub text_pad_refill: Duration,
+    /// A processed image up to this many bytes also travels whole, as base64
+    /// `data`, in its `imageUploadComplete`.
+    #[serde(deserialize_with = "de_size")]
+    pub complete_data_max_bytes: u64,
 }
 
 impl Default for ShareSettings {
@@ -250,6 +262,10 @@ impl Default for ShareSettings {
             member_queue: 1024,
             max_text_bytes: 16 * 1024,
             history_max_bytes: 256 * 1024 * 1024,
+            text_pad_max_bytes: 64 * 1024,
+            text_pad_burst: 30,
+            text_pad_refill: Duration::from_millis(50),
+            complete_data_max_bytes: 512 * 1024,
         }
     }
 }

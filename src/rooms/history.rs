@@ -1,7 +1,9 @@
 //! A room's recent history for late joiners: the last
 //! `share.history` items (a text message, or an image as start, chunks and
 //! complete), each expiring after `share.history_ttl`, all rooms' logs
-//! together bounded by `share.history_max_bytes`.
+//! together bounded by `share.history_max_bytes`; and a room's state
+//! messages (e.g. a shared text pad), of which a joiner gets the latest of
+//! each kind before the items.
 //!
 //! It also orders joins against publications: both happen under the room
 //! log's lock, so a joiner sees every item exactly once, either in its
@@ -25,6 +27,9 @@ struct Item {
 #[derive(Default)]
 struct RoomLog {
     items: VecDeque<Item>,
+    /// The latest state message of each kind, in order of first setting.
+    state: Vec<(String, Message)>,
+    /// Bytes of `items` and `state` together.
     bytes: usize,
 }
 
@@ -75,9 +80,14 @@ impl History {
         log.prune(self.keep, self.ttl);
         let (membership, outbound) = hub.join(room, name)?;
         let preface = log
-            .items
+            .state
             .iter()
-            .flat_map(|item| item.messages.iter().cloned())
+            .map(|(_, msg)| msg.clone())
+            .chain(
+                log.items
+                    .iter()
+                    .flat_map(|item| item.messages.iter().cloned()),
+            )
             .collect();
         Ok(Joined {
             membership,
@@ -105,6 +115,27 @@ impl History {
             deliver();
         }
         // Re-inserting lets the cache weigh the log at its new size.
+        self.logs.insert(room.to_owned(), shared);
+    }
+
+    /// Replaces the room's state message of kind `key` with `msg` (a joiner
+    /// gets the latest of each kind, before the history items) and runs
+    /// `deliver` (sending it live) under the room log's lock. Kept as long
+    /// as the room's history, even with `share.history` at 0.
+    pub fn set_state(&self, room: &str, key: &str, msg: Message, deliver: impl FnOnce()) {
+        let shared = self.log(room);
+        {
+            let mut log = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            log.bytes += size_of(&msg);
+            match log.state.iter().position(|(k, _)| k == key) {
+                Some(at) => {
+                    let old = std::mem::replace(&mut log.state[at].1, msg);
+                    log.bytes -= size_of(&old);
+                }
+                None => log.state.push((key.to_owned(), msg)),
+            }
+            deliver();
+        }
         self.logs.insert(room.to_owned(), shared);
     }
 }
@@ -148,6 +179,22 @@ mod tests {
         history.publish("other", vec![Message::text("x")], || {});
         let joined = history.join(&hub(), "r", "late").unwrap();
         assert_eq!(texts(&joined.preface), ["2", "3"]);
+    }
+
+    #[test]
+    fn a_joiner_gets_the_latest_state_of_each_kind_first() {
+        let history = History::new(5, Duration::from_secs(60), 1 << 20);
+        history.publish("r", vec![Message::text("item")], || {});
+        let mut delivered = 0;
+        for (key, text) in [("pad", "v1"), ("other", "o"), ("pad", "v2")] {
+            history.set_state("r", key, Message::text(text), || delivered += 1);
+        }
+        assert_eq!(delivered, 3);
+        let joined = history.join(&hub(), "r", "late").unwrap();
+        assert_eq!(texts(&joined.preface), ["v2", "o", "item"]);
+        let log = history.log("r");
+        let bytes = log.lock().unwrap().bytes;
+        assert_eq!(bytes, "v2".len() + "o".len() + "item".len());
     }
 
     #[test]

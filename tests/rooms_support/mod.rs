@@ -36,6 +36,8 @@ pub async fn serve(settings: Settings) -> SocketAddr {
 /// A real WebSocket client.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// JSON message types that reads pass over (see [`Client::ignoring`]).
+    ignored: &'static [&'static str],
 }
 
 /// What a client read next.
@@ -53,7 +55,14 @@ impl Client {
             .await
             .expect("connect within the wait")
             .expect("connects");
-        Self { ws }
+        Self { ws, ignored: &[] }
+    }
+
+    /// Makes every read pass over JSON messages of these types (e.g. a
+    /// share room's presence messages, in tests about something else).
+    pub fn ignoring(mut self, kinds: &'static [&'static str]) -> Self {
+        self.ignored = kinds;
+        self
     }
 
     pub async fn send_json(&mut self, v: Value) {
@@ -76,7 +85,14 @@ impl Client {
                 .expect("a message within the wait");
             match next {
                 Some(Ok(Message::Text(t))) => {
-                    return Read::Json(serde_json::from_str(t.as_str()).expect("JSON text frame"))
+                    let v: Value = serde_json::from_str(t.as_str()).expect("JSON text frame");
+                    if v["type"]
+                        .as_str()
+                        .is_some_and(|kind| self.ignored.contains(&kind))
+                    {
+                        continue;
+                    }
+                    return Read::Json(v);
                 }
                 Some(Ok(Message::Binary(b))) => return Read::Binary(b.to_vec()),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Read::Closed,

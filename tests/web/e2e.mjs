@@ -305,8 +305,9 @@ check('two pages in one room see each other’s text and image; a late joiner ge
   await sent.locator('img.preview').evaluate((img) => img.decode());
   await screenshot(bob, 'rooms-sender.png', false);
 
-  // Alice receives it, rebuilt from its chunks, with the same facts.
-  const got = alice.locator('#messages .msg-image', { hasText: 'rocket.jpg' });
+  // Alice receives it, rebuilt from its chunks, with the same facts, under
+  // the name of its delivered format.
+  const got = alice.locator('#messages .msg-image', { hasText: 'rocket.webp' });
   await got.locator('img.received').waitFor({ timeout: JOB_TIMEOUT });
   const info = got.locator('.image-info');
   assert.equal(Number(await info.getAttribute('data-size')), size);
@@ -319,14 +320,14 @@ check('two pages in one room see each other’s text and image; a late joiner ge
     return { width: img.naturalWidth, height: img.naturalHeight };
   });
   assert.deepEqual(shown, { width, height }, 'the received image shows at the stated dimensions');
-  const saved = await downloadBytes(alice, () => got.getByRole('link', { name: 'Download rocket.jpg' }).click());
+  const saved = await downloadBytes(alice, () => got.getByRole('link', { name: 'Download rocket.webp' }).click());
   assert.equal(saved.bytes.length, size, 'the received image has the stated size');
   assert.deepEqual(await decodeInPage(alice, saved.bytes, 'application/octet-stream'), { width, height });
 
   // A late joiner sees the history once, in order.
   const carol = await (await browser.newContext({ viewport: { width: 1000, height: 900 } })).newPage();
   await joinRoom(carol, room, 'Carol');
-  const late = carol.locator('#messages .msg-image', { hasText: 'rocket.jpg' });
+  const late = carol.locator('#messages .msg-image', { hasText: 'rocket.webp' });
   await late.locator('img.received').waitFor({ timeout: JOB_TIMEOUT });
   assert.equal(Number(await late.locator('.image-info').getAttribute('data-size')), size);
   await textMessages(carol, 'Hi Alice, Bob here').waitFor({ timeout: UI_TIMEOUT });

@@ -35,6 +35,12 @@ pub struct TextIn {
     pub text: String,
 }
 
+/// `textUpdate` from a member: the whole text of the room's shared pad.
+#[derive(Debug, Deserialize)]
+pub struct TextUpdateIn {
+    pub text: String,
+}
+
 /// Everything the server sends in a share room.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -46,12 +52,19 @@ pub enum Out<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         upload_id: Option<&'a str>,
     },
+    /// Sent twice per image: when the upload begins (`processed: false`,
+    /// the upload's own name, announced type and size) and when the
+    /// processed image starts streaming (`processed: true`, the delivered
+    /// name, its real type and size, and `originalFilename`).
     #[serde(rename_all = "camelCase")]
     ImageUploadStart {
         filename: &'a str,
         mime_type: &'a str,
-        size: usize,
+        size: u64,
         from: &'a str,
+        processed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        original_filename: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         upload_id: Option<&'a str>,
     },
@@ -70,8 +83,12 @@ pub enum Out<'a> {
         mime_type: &'a str,
         width: u32,
         height: u32,
-        size: usize,
+        size: u64,
         from: &'a str,
+        original_filename: &'a str,
+        /// The whole processed image as base64, when it is small enough.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         upload_id: Option<&'a str>,
     },
@@ -90,6 +107,31 @@ pub enum Out<'a> {
         ts: u64,
     },
     Error {
+        error: &'a str,
+        code: Code,
+    },
+    /// To a member who arrives: everyone present, itself included.
+    UserList {
+        users: &'a [&'a str],
+    },
+    /// To the others, when a member arrives. `ip` is the member's label
+    /// (its name, never its address); `name` says the same.
+    UserConnected {
+        ip: &'a str,
+        name: &'a str,
+    },
+    /// To the others, when a member leaves.
+    UserDisconnected {
+        ip: &'a str,
+        name: &'a str,
+    },
+    /// The room's shared text pad, whole.
+    TextUpdate {
+        text: &'a str,
+        from: &'a str,
+    },
+    /// To the sender of a refused `textUpdate` alone.
+    TextUpdateError {
         error: &'a str,
         code: Code,
     },
