@@ -192,6 +192,9 @@
 
   function onStart(s, m) {
     if (mineFor(s, m)) return; // the server's copy of my own upload
+    // Someone else's upload announced as it begins: its processed copy
+    // follows with a start of its own, which is what is shown.
+    if (m.processed === false) return;
     const key = imageKey(m);
     const skip = s.replay.has(key);
     const entry = {

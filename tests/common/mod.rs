@@ -2,6 +2,8 @@
 //! made on the spot.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::Cursor;
 
 use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};

@@ -8,11 +8,11 @@
 // screenshots are also copied to docs/img/ for the README.
 // Exits 0 when every check passed, 1 otherwise.
 
-import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, copyFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launch } from './launch.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = path.join(here, 'fixtures');
@@ -27,7 +27,6 @@ if (!/^https?:\/\//.test(base)) {
   process.exit(2);
 }
 const appUrl = base + '/app/';
-const executablePath = process.env.PIXPRESS_CHROMIUM || '/usr/bin/chromium';
 
 // Generous upper bounds for waits on the server (image encodes on a slow machine).
 const JOB_TIMEOUT = 90_000;
@@ -320,6 +319,7 @@ check('two pages in one room see each other’s text and image; a late joiner ge
     return { width: img.naturalWidth, height: img.naturalHeight };
   });
   assert.deepEqual(shown, { width, height }, 'the received image shows at the stated dimensions');
+  assert.equal(await alice.locator('#messages .msg-image').count(), 1, 'one card per shared image, none left receiving');
   const saved = await downloadBytes(alice, () => got.getByRole('link', { name: 'Download rocket.webp' }).click());
   assert.equal(saved.bytes.length, size, 'the received image has the stated size');
   assert.deepEqual(await decodeInPage(alice, saved.bytes, 'application/octet-stream'), { width, height });
@@ -378,20 +378,7 @@ check('a dropped room connection reconnects without repeating the history', asyn
 
 async function main() {
   await mkdir(artifacts, { recursive: true });
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launch();
   const only = process.env.PIXPRESS_E2E_ONLY;
   const selected = checks.filter((c) => !only || c.name.includes(only));
   let failed = 0;

@@ -12,12 +12,12 @@
 // that leaves is counted out.
 // Exits 0 when every check passed, 1 otherwise.
 
-import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launch } from './launch.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = path.join(here, 'fixtures');
@@ -26,7 +26,6 @@ if (!/^http:\/\//.test(base)) {
   console.error('usage: node share_page.mjs <base-url, e.g. http://127.0.0.1:8080>');
   process.exit(2);
 }
-const executablePath = process.env.PIXPRESS_CHROMIUM || '/usr/bin/chromium';
 
 // Generous upper bounds for waits on the server (image encodes on a slow machine).
 const JOB_TIMEOUT = 90_000;
@@ -69,22 +68,11 @@ async function shownImage(page, filename) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      // The page is handed to the browser by the test rather than fetched,
-      // so Chromium counts it as a public page and would refuse its
-      // connection to the loopback server; the original page, served by
-      // the same host as the server, meets no such check.
-      '--disable-features=LocalNetworkAccessChecks',
-    ],
-  });
+  // The page is handed to the browser by the test rather than fetched, so
+  // Chromium counts it as a public page and would refuse its connection to
+  // the loopback server; the original page, served by the same host as the
+  // server, meets no such check.
+  const browser = await launch(['--disable-features=LocalNetworkAccessChecks']);
   try {
     // Alone, a page counts one and cannot upload.
     const ann = await openRoom(browser);
