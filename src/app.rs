@@ -63,6 +63,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             max_bytes: settings.cache.max_bytes,
             limits: settings.pipeline_limits(),
             output_dir: settings.server.output_dir.clone(),
+            auto_avif_max_pixels: settings.quality.auto_avif_max_pixels,
         },
         pool.clone(),
     )

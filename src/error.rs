@@ -76,6 +76,7 @@ codes! {
     MessageTooLong = "message_too_long", 400, "A chat message text over `chat.max_message_len`.";
     NotFound = "not_found", 404, "No such route, task, variant, file or image.";
     NotReady = "not_ready", 409, "The variant is still queued or processing.";
+    NotAcceptable = "not_acceptable", 406, "`GET /download?format=auto`: the auto variant is done, but in a format the `Accept` header does not allow.";
     // Who may ask
     Unauthorized = "unauthorized", 401, "A valid API key or signed token is required.";
     Forbidden = "forbidden", 403, "Only the author (or recipient) of a message may do this.";

@@ -14,7 +14,7 @@ use common::*;
 use pixpress::backend::redis::{Claim, GROUP};
 use pixpress::backend::{RedisBackend, VariantRecord};
 use pixpress::config::{BackendKind, Settings};
-use pixpress::jobs::{Finished, TaskKey, UploadOptions, VariantSpec};
+use pixpress::jobs::{Finished, OptionRules, TaskKey, UploadOptions, VariantSpec};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 use reqwest::multipart::{Form, Part};
@@ -161,7 +161,7 @@ async fn download(base: &str, md5: &str) -> Bytes {
 
 fn default_spec() -> VariantSpec {
     UploadOptions::default()
-        .to_spec(u32::MAX)
+        .to_spec(&OptionRules::within(u32::MAX))
         .expect("defaults")
 }
 
@@ -191,6 +191,55 @@ async fn an_upload_on_one_instance_is_followed_and_downloaded_on_another() {
     assert_eq!(on_b[0]["size"], from_b.len());
     let decoded = decode(&from_b);
     assert_eq!((decoded.width(), decoded.height()), (64, 48));
+
+    a.shutdown().await;
+    b.shutdown().await;
+    redis.clean_up().await;
+}
+
+#[tokio::test]
+async fn an_auto_variant_reports_its_choice_on_another_instance() {
+    let Some(redis) = shared("auto").await else {
+        return;
+    };
+    let a = start(redis.settings()).await;
+    let b = start(redis.settings()).await;
+    let image = jpeg(96, 64);
+    let form = Form::new()
+        .part("picture", Part::bytes(image.clone()).file_name("a.jpg"))
+        .text("format", "auto")
+        .text("target", "70")
+        .text("width", "80");
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/upload", base_url(&a)))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["format"], "auto", "{answer}");
+    let md5 = answer["md5"].as_str().unwrap();
+
+    let on_a = status(&base_url(&a), md5, 20).await;
+    let on_b = status(&base_url(&b), md5, 20).await;
+    assert_eq!(on_b[0]["status"], "done", "{on_b:?}");
+    // The record carries the choice: b reports what a's worker found.
+    for field in [
+        "format",
+        "quality",
+        "score",
+        "target",
+        "target_met",
+        "budget_limited",
+    ] {
+        assert_eq!(on_b[0][field], on_a[0][field], "{field}: {on_a:?} {on_b:?}");
+    }
+    assert_ne!(on_b[0]["format"], "auto");
+    assert!(on_b[0]["quality"].is_u64(), "{on_b:?}");
+    assert!(on_b[0]["score"].as_f64().unwrap() >= 70.0, "{on_b:?}");
+    assert_eq!(on_b[0]["target"], 70);
 
     a.shutdown().await;
     b.shutdown().await;
@@ -260,14 +309,7 @@ async fn waiting_on_one_instance_returns_done_when_another_finishes_the_job() {
     let waiting = tokio::spawn(async move { status(&base, &md5, 20).await });
     let output =
         pixpress::pipeline::process(&image, &spec.options(Default::default())).expect("encodes");
-    let finished = Finished {
-        bytes: Bytes::from(output.bytes),
-        format: output.format,
-        width: output.width,
-        height: output.height,
-        kept_original: output.kept_original,
-        finished_seq: 1,
-    };
+    let finished = Finished::from_output(output, 1);
     let done = VariantRecord::done(image.len(), &finished);
     other
         .publish(&key, &spec, &done, Some(&finished.bytes))

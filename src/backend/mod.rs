@@ -54,7 +54,7 @@ pub enum Phase {
 
 /// One variant's state as the backend stores and broadcasts it. A done
 /// record describes the result; the bytes are stored beside it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantRecord {
     pub state: Phase,
     /// Size of the uploaded bytes.
@@ -66,8 +66,9 @@ pub struct VariantRecord {
     pub failure: Option<FailureRecord>,
 }
 
-/// What a done variant produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a done variant produced. Fields added later default when absent,
+/// so records written by older instances still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
     pub format: String,
     pub width: u32,
@@ -76,6 +77,28 @@ pub struct ResultRecord {
     pub kept_original: bool,
     /// Microseconds since the Unix epoch; orders results across instances.
     pub finished_at: u64,
+    /// The quality of the encode (absent when the original was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
+    /// The outcome of `quality=auto` / `format=auto` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoRecord>,
+}
+
+/// An auto variant's search outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoRecord {
+    pub target: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_met: Option<bool>,
+    #[serde(default)]
+    pub budget_limited: bool,
+    #[serde(default)]
+    pub score_sampled: bool,
+    #[serde(default)]
+    pub trials: u32,
 }
 
 /// A failed variant's error: its registry code and its message.

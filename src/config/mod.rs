@@ -30,6 +30,7 @@ pub struct Settings {
     pub upload: UploadSettings,
     pub download: DownloadSettings,
     pub limits: LimitSettings,
+    pub quality: QualitySettings,
     pub cache: CacheSettings,
     pub ws: WsSettings,
     pub share: ShareSettings,
@@ -152,6 +153,27 @@ impl Default for LimitSettings {
         Self {
             max_pixels: 50_000_000,
             max_dimension: 16_384,
+        }
+    }
+}
+
+/// `quality=auto` and `format=auto`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualitySettings {
+    /// The perceptual score (SSIMULACRA2, 30-100) `quality=auto` aims at
+    /// when the request gives no `target`.
+    pub auto_target: u8,
+    /// `format=auto` considers AVIF only for images of at most this many
+    /// pixels (AVIF encodes are slow); 0 leaves AVIF out.
+    pub auto_avif_max_pixels: u64,
+}
+
+impl Default for QualitySettings {
+    fn default() -> Self {
+        Self {
+            auto_target: crate::pipeline::DEFAULT_TARGET as u8,
+            auto_avif_max_pixels: crate::pipeline::DEFAULT_AVIF_MAX_PIXELS,
         }
     }
 }
@@ -535,6 +557,10 @@ impl Settings {
         if self.limits.max_pixels == 0 || self.limits.max_dimension == 0 {
             return fail("limits", "max_pixels and max_dimension must be more than 0");
         }
+        let targets = crate::pipeline::MIN_TARGET..=crate::pipeline::MAX_TARGET;
+        if !targets.contains(&f32::from(self.quality.auto_target)) {
+            return fail("quality.auto_target", "must be from 30 to 100");
+        }
         if self.cache.ttl.is_zero() {
             return fail("cache.ttl", "must be more than 0");
         }
@@ -635,6 +661,8 @@ mod tests {
         assert_eq!(s.upload.max_concurrent_tasks, 3);
         assert_eq!(s.share.max_image_bytes, 500_000);
         assert_eq!(s.share.chunk_size, 32_768);
+        assert_eq!(s.quality.auto_target, 80);
+        assert_eq!(s.quality.auto_avif_max_pixels, 1_000_000);
     }
 
     #[test]
@@ -672,6 +700,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("max_concurrent_tasks"), "{err}");
+        let err = Settings::load_from(None, env(&[("PIXPRESS__QUALITY__AUTO_TARGET", "20")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("auto_target"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Finished, JobError, UploadOptions, VariantSpec, VariantState};
-use crate::backend::{BackendError, FailureRecord, FieldName, Phase, ResultRecord, VariantRecord};
+use super::{
+    AutoOutcome, Finished, JobError, OptionRules, UploadOptions, VariantSpec, VariantState,
+};
+use crate::backend::{
+    AutoRecord, BackendError, FailureRecord, FieldName, Phase, ResultRecord, VariantRecord,
+};
 use crate::error::Code;
 use crate::pipeline::Format;
 
@@ -31,7 +35,7 @@ pub fn spec_of(field: &str) -> Option<VariantSpec> {
             return None;
         }
     }
-    options.to_spec(u32::MAX).ok()
+    options.to_spec(&OptionRules::within(u32::MAX)).ok()
 }
 
 impl From<&Finished> for ResultRecord {
@@ -43,6 +47,34 @@ impl From<&Finished> for ResultRecord {
             size: finished.bytes.len(),
             kept_original: finished.kept_original,
             finished_at: finished.finished_seq,
+            quality: finished.quality,
+            auto: finished.auto.as_ref().map(AutoRecord::from),
+        }
+    }
+}
+
+impl From<&AutoOutcome> for AutoRecord {
+    fn from(auto: &AutoOutcome) -> Self {
+        Self {
+            target: auto.target,
+            score: auto.score,
+            target_met: auto.target_met,
+            budget_limited: auto.budget_limited,
+            score_sampled: auto.score_sampled,
+            trials: auto.trials,
+        }
+    }
+}
+
+impl From<&AutoRecord> for AutoOutcome {
+    fn from(auto: &AutoRecord) -> Self {
+        Self {
+            target: auto.target,
+            score: auto.score,
+            target_met: auto.target_met,
+            budget_limited: auto.budget_limited,
+            score_sampled: auto.score_sampled,
+            trials: auto.trials,
         }
     }
 }
@@ -100,6 +132,8 @@ pub fn state_of(
                 height: meta.height,
                 kept_original: meta.kept_original,
                 finished_seq: meta.finished_at,
+                quality: meta.quality,
+                auto: meta.auto.as_ref().map(AutoOutcome::from),
             }))
         }
     })
@@ -108,13 +142,14 @@ pub fn state_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::{FormatChoice, QualityChoice};
     use crate::pipeline::{Fit, PipelineError};
 
     #[test]
     fn a_field_names_its_variant_and_back() {
         let spec = VariantSpec {
-            format: Format::Jpeg,
-            quality: 70,
+            format: FormatChoice::Fixed(Format::Jpeg),
+            quality: QualityChoice::Fixed(70),
             width: Some(800),
             height: None,
             fit: Fit::Cover,
@@ -122,6 +157,63 @@ mod tests {
         };
         assert_eq!(spec_of(&field_of(&spec)), Some(spec));
         assert_eq!(spec_of("original_size=12"), None);
+        for (format, target) in [
+            (FormatChoice::Auto, 80),
+            (FormatChoice::Fixed(Format::Png), 95),
+        ] {
+            let auto = VariantSpec {
+                format,
+                quality: QualityChoice::Auto { target },
+                ..spec
+            };
+            assert_eq!(spec_of(&field_of(&auto)), Some(auto));
+        }
+    }
+
+    #[test]
+    fn an_auto_result_travels_through_its_record() {
+        let finished = Finished {
+            bytes: Bytes::from_static(b"abcd"),
+            format: Format::Webp,
+            width: 4,
+            height: 5,
+            kept_original: false,
+            finished_seq: 9,
+            quality: Some(63),
+            auto: Some(AutoOutcome {
+                target: 80.0,
+                score: Some(81.25),
+                target_met: Some(true),
+                budget_limited: false,
+                score_sampled: false,
+                trials: 3,
+            }),
+        };
+        let record = VariantRecord::done(10, &finished);
+        let back = VariantRecord::from_json(&record.to_json()).expect("parses");
+        let VariantState::Done(f) = state_of(&back, Some(finished.bytes.clone())).expect("a state")
+        else {
+            panic!("not done");
+        };
+        assert_eq!((f.quality, f.auto), (Some(63), finished.auto));
+    }
+
+    #[test]
+    fn a_record_from_before_auto_still_reads() {
+        let old = r#"{"state":"done","original_size":10,"result":{"format":"jpg","width":2,"height":3,"size":3,"kept_original":false,"finished_at":7}}"#;
+        let record = VariantRecord::from_json(old).expect("parses");
+        let VariantState::Done(f) =
+            state_of(&record, Some(Bytes::from_static(b"abc"))).expect("a state")
+        else {
+            panic!("not done");
+        };
+        assert_eq!((f.format, f.quality, f.auto), (Format::Jpeg, None, None));
+        // A fixed variant's record is written as before.
+        let again = VariantRecord::done(10, &*f).to_json();
+        assert!(
+            !again.contains("auto") && !again.contains("quality"),
+            "{again}"
+        );
     }
 
     #[test]
@@ -160,6 +252,8 @@ mod tests {
             height: 3,
             kept_original: false,
             finished_seq: 7,
+            quality: Some(80),
+            auto: None,
         };
         let record = VariantRecord::done(5, &finished);
         assert!(state_of(&record, None).is_err());

@@ -20,13 +20,15 @@ use moka::sync::Cache;
 use super::task::{Finished, Submitted, Task, Variant, VariantState};
 use super::{JobError, TaskKey, VariantSpec, WorkerPool};
 use crate::backend::RedisBackend;
-use crate::pipeline::{Format, Limits, Output};
+use crate::pipeline::{Limits, Options, Output};
 
 /// Outcome counts and sizes, reported to metrics by the store.
 pub trait JobObserver: Send + Sync {
+    /// `format` is the output's format name, or the requested one (`auto`
+    /// included) for a failed job.
     fn finished(
         &self,
-        format: Format,
+        format: &'static str,
         outcome: &'static str,
         elapsed: Duration,
         bytes_in: usize,
@@ -41,6 +43,8 @@ pub struct StoreSettings {
     pub max_bytes: u64,
     pub limits: Limits,
     pub output_dir: Option<PathBuf>,
+    /// `format=auto` tries AVIF only up to this many pixels.
+    pub auto_avif_max_pixels: u64,
 }
 
 /// Tasks, variants and results; cheap to clone.
@@ -49,6 +53,7 @@ pub struct JobStore {
     pub(super) tasks: Cache<TaskKey, Arc<Task>>,
     pool: WorkerPool,
     limits: Limits,
+    auto_avif_max_pixels: u64,
     output_dir: Option<PathBuf>,
     seq: Arc<AtomicU64>,
     observer: Option<Arc<dyn JobObserver>>,
@@ -66,6 +71,7 @@ impl JobStore {
             tasks,
             pool,
             limits: settings.limits,
+            auto_avif_max_pixels: settings.auto_avif_max_pixels,
             output_dir: settings.output_dir,
             seq: Arc::new(AtomicU64::new(0)),
             observer: None,
@@ -84,8 +90,14 @@ impl JobStore {
         self.backend.as_ref()
     }
 
-    pub(crate) fn limits(&self) -> Limits {
-        self.limits
+    /// The pipeline options of a variant's job, with this server's limits
+    /// and `format=auto` settings.
+    pub(crate) fn job_options(&self, spec: &VariantSpec) -> Options {
+        let mut options = spec.options(self.limits);
+        if let Some(auto) = &mut options.auto_format {
+            auto.avif_max_pixels = self.auto_avif_max_pixels;
+        }
+        options
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn JobObserver>) -> Self {
@@ -155,7 +167,7 @@ impl JobStore {
         let job_variant = variant.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let options = spec.options(store.limits);
+            let options = store.job_options(&spec);
             let on_start = {
                 let v = job_variant.clone();
                 move || {
@@ -207,32 +219,27 @@ impl JobStore {
         started: Instant,
         seq: u64,
     ) -> VariantState {
-        let (state, outcome, out_len) = match result {
+        let (state, format, outcome, out_len) = match result {
             Ok(output) => {
                 let finished = Finished::from_output(output, seq);
-                self.write_copy(key, spec, &finished.bytes).await;
+                self.write_copy(key, spec, &finished).await;
                 let len = finished.bytes.len();
-                (VariantState::Done(Arc::new(finished)), "done", len)
+                let format = finished.format.name();
+                (VariantState::Done(Arc::new(finished)), format, "done", len)
             }
             Err(e) => {
                 let outcome = e.code().as_str();
-                (VariantState::Failed(e), outcome, 0)
+                (VariantState::Failed(e), spec.format.name(), outcome, 0)
             }
         };
-        self.observe(
-            spec.format,
-            outcome,
-            started.elapsed(),
-            original_size,
-            out_len,
-        );
+        self.observe(format, outcome, started.elapsed(), original_size, out_len);
         state
     }
 
     /// Reports a finished job to the observer (metrics).
     fn observe(
         &self,
-        format: Format,
+        format: &'static str,
         outcome: &'static str,
         elapsed: Duration,
         bytes_in: usize,
@@ -244,12 +251,12 @@ impl JobStore {
     }
 
     /// Writes a result to `output_dir` atomically (temp file, then rename).
-    async fn write_copy(&self, key: &TaskKey, spec: &VariantSpec, bytes: &Bytes) {
+    async fn write_copy(&self, key: &TaskKey, spec: &VariantSpec, finished: &Finished) {
         let Some(dir) = &self.output_dir else { return };
-        let name = format!("{key}-{}.{}", spec.file_stem(), spec.format.extension());
+        let name = format!("{key}-{}.{}", spec.file_stem(), finished.format.extension());
         let final_path = dir.join(&name);
         let tmp_path = dir.join(format!(".{name}.tmp"));
-        let bytes = bytes.clone();
+        let bytes = finished.bytes.clone();
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp_path)?;

@@ -21,11 +21,41 @@ pub struct Finished {
     pub kept_original: bool,
     /// Order of completion across the store (larger is later).
     pub finished_seq: u64,
+    /// The quality of the encode (`None` when the original was kept).
+    pub quality: Option<u8>,
+    /// What `quality=auto` / `format=auto` found; `None` for fixed variants.
+    pub auto: Option<AutoOutcome>,
+}
+
+/// The outcome of an auto variant's search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoOutcome {
+    /// The score target (SSIMULACRA2).
+    pub target: f32,
+    /// The output's score; `None` where it cannot be measured (AVIF in
+    /// this build, a budget downscale).
+    pub score: Option<f64>,
+    /// Whether `score` reached `target` (`None` without a score).
+    pub target_met: Option<bool>,
+    /// `max_bytes` won over the target.
+    pub budget_limited: bool,
+    /// The search and the score ran on a sample of the image.
+    pub score_sampled: bool,
+    /// Trial encodes made.
+    pub trials: u32,
 }
 
 impl Finished {
     /// The stored form of a pipeline output; `finished_seq` orders completions.
     pub fn from_output(output: Output, finished_seq: u64) -> Self {
+        let auto = output.target.map(|target| AutoOutcome {
+            target,
+            score: output.score,
+            target_met: output.target_met,
+            budget_limited: output.budget_limited,
+            score_sampled: output.score_sampled,
+            trials: output.trials,
+        });
         Self {
             bytes: Bytes::from(output.bytes),
             format: output.format,
@@ -33,6 +63,8 @@ impl Finished {
             height: output.height,
             kept_original: output.kept_original,
             finished_seq,
+            quality: output.quality,
+            auto,
         }
     }
 }
@@ -190,27 +222,55 @@ impl Task {
     /// The variant that finished last among those `matches` accepts, or
     /// else the one of them submitted last.
     pub fn pick(&self, matches: impl Fn(&VariantSpec) -> bool) -> Option<Arc<Variant>> {
+        self.pick_acceptable(matches, |_| true).unwrap_or(None)
+    }
+
+    /// Like `pick`, counting only done variants whose output format
+    /// `acceptable` allows: the one of them that finished last, else one
+    /// still queued or processing (the latest submitted), else a failed
+    /// one. `Err` with the formats there are when every matching variant
+    /// is done but none in an acceptable format.
+    pub fn pick_acceptable(
+        &self,
+        matches: impl Fn(&VariantSpec) -> bool,
+        acceptable: impl Fn(Format) -> bool,
+    ) -> Result<Option<Arc<Variant>>, Vec<Format>> {
         let variants: Vec<_> = self
             .variants()
             .into_iter()
             .filter(|v| matches(&v.spec))
             .collect();
-        let latest_done = variants
-            .iter()
-            .filter_map(|v| match v.state() {
-                VariantState::Done(f) => Some((f.finished_seq, v.clone())),
-                _ => None,
-            })
-            .max_by_key(|(seq, _)| *seq)
-            .map(|(_, v)| v);
-        latest_done.or_else(|| variants.last().cloned())
+        let mut refused = Vec::new();
+        let mut latest_done: Option<(u64, &Arc<Variant>)> = None;
+        for v in &variants {
+            if let VariantState::Done(f) = v.state() {
+                if !acceptable(f.format) {
+                    refused.push(f.format);
+                } else if latest_done.is_none_or(|(seq, _)| f.finished_seq > seq) {
+                    latest_done = Some((f.finished_seq, v));
+                }
+            }
+        }
+        if let Some((_, v)) = latest_done {
+            return Ok(Some(v.clone()));
+        }
+        let pending = variants.iter().rev().find(|v| !v.state().is_settled());
+        if let Some(v) = pending {
+            return Ok(Some(v.clone()));
+        }
+        if !refused.is_empty() {
+            refused.dedup();
+            return Err(refused);
+        }
+        Ok(variants.last().cloned())
     }
 
     /// The variant a download without options serves, the one TinyImage
     /// would: a done WebP variant, else PNG, else JPEG, else any other done
     /// variant; within a format the highest quality, then the latest
-    /// finished. With none done, the one submitted last (so the answer says
-    /// why it cannot be had yet).
+    /// finished. An auto variant ranks by the format and quality it chose
+    /// (a kept original as quality 100). With none done, the one submitted
+    /// last (so the answer says why it cannot be had yet).
     pub fn default_download(&self) -> Option<Arc<Variant>> {
         fn rank(format: Format) -> u8 {
             match format {
@@ -226,8 +286,8 @@ impl Task {
             .filter_map(|v| match v.state() {
                 VariantState::Done(f) => Some((
                     (
-                        rank(v.spec.format),
-                        Reverse(v.spec.quality),
+                        rank(f.format),
+                        Reverse(v.spec.quality.fixed().or(f.quality).unwrap_or(100)),
                         Reverse(f.finished_seq),
                     ),
                     v,
@@ -259,12 +319,13 @@ pub struct Submitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::variant::{FormatChoice, QualityChoice};
     use crate::pipeline::Fit;
 
     fn spec(format: Format, quality: u8) -> VariantSpec {
         VariantSpec {
-            format,
-            quality,
+            format: FormatChoice::Fixed(format),
+            quality: QualityChoice::Fixed(quality),
             width: None,
             height: None,
             fit: Fit::Inside,
@@ -272,7 +333,7 @@ mod tests {
         }
     }
 
-    fn done(format: Format, seq: u64) -> VariantState {
+    fn done_at(format: Format, quality: u8, seq: u64) -> VariantState {
         VariantState::Done(Arc::new(Finished {
             bytes: Bytes::from_static(b"x"),
             format,
@@ -280,20 +341,43 @@ mod tests {
             height: 1,
             kept_original: false,
             finished_seq: seq,
+            quality: Some(quality),
+            auto: None,
         }))
     }
 
     fn task_with(variants: &[(Format, u8, VariantState)]) -> Task {
         let task = Task::new(TaskKey::of(b"t"), 1);
         for (format, quality, state) in variants {
-            task.variant_or_insert(spec(*format, *quality), state.clone());
+            let state = match state {
+                VariantState::Done(f) => done_at(*format, *quality, f.finished_seq),
+                other => other.clone(),
+            };
+            task.variant_or_insert(spec(*format, *quality), state);
         }
         task
     }
 
+    fn done(format: Format, seq: u64) -> VariantState {
+        done_at(format, 0, seq)
+    }
+
     fn picked(task: &Task) -> (Format, u8) {
         let v = task.default_download().unwrap();
-        (v.spec.format, v.spec.quality)
+        let (FormatChoice::Fixed(format), QualityChoice::Fixed(quality)) =
+            (v.spec.format, v.spec.quality)
+        else {
+            panic!("an auto variant");
+        };
+        (format, quality)
+    }
+
+    fn auto_spec(format: FormatChoice) -> VariantSpec {
+        VariantSpec {
+            format,
+            quality: QualityChoice::Auto { target: 80 },
+            ..spec(Format::Webp, 80)
+        }
     }
 
     #[test]
@@ -306,7 +390,7 @@ mod tests {
             (Webp, 80, VariantState::Queued),
         ]);
         assert_eq!(picked(&task), (Png, 80));
-        task.variant_or_insert(spec(Webp, 50), done(Webp, 4));
+        task.variant_or_insert(spec(Webp, 50), done_at(Webp, 50, 4));
         assert_eq!(picked(&task), (Webp, 50));
 
         let jpegs = task_with(&[(Jpeg, 60, done(Jpeg, 2)), (Jpeg, 90, done(Jpeg, 1))]);
@@ -332,5 +416,47 @@ mod tests {
         task.name_once("a.jpg");
         task.name_once("b.jpg");
         assert_eq!(task.filename(), Some("a.jpg"));
+    }
+
+    #[test]
+    fn an_auto_variant_ranks_by_what_it_chose() {
+        use Format::{Jpeg, Png};
+        let task = task_with(&[(Png, 80, done(Png, 1))]);
+        task.variant_or_insert(auto_spec(FormatChoice::Auto), done_at(Jpeg, 70, 2));
+        assert_eq!(picked(&task), (Png, 80), "a JPEG ranks after a PNG");
+        task.variant_or_insert(
+            auto_spec(FormatChoice::Fixed(Format::Webp)),
+            done_at(Format::Webp, 61, 3),
+        );
+        let v = task.default_download().unwrap();
+        assert_eq!(v.spec, auto_spec(FormatChoice::Fixed(Format::Webp)));
+    }
+
+    #[test]
+    fn an_acceptable_pick_skips_formats_the_client_refuses() {
+        let task = task_with(&[]);
+        let auto = |s: &VariantSpec| s.format == FormatChoice::Auto;
+        assert_eq!(
+            task.pick_acceptable(auto, |_| true).map(|v| v.is_some()),
+            Ok(false)
+        );
+        task.variant_or_insert(auto_spec(FormatChoice::Auto), done_at(Format::Webp, 70, 1));
+        assert!(task.pick_acceptable(auto, |_| true).unwrap().is_some());
+        assert_eq!(
+            task.pick_acceptable(auto, |f| f != Format::Webp)
+                .map(|v| v.is_some()),
+            Err(vec![Format::Webp])
+        );
+        // A variant still pending answers instead (409, not ready).
+        let pending = VariantSpec {
+            max_bytes: Some(5000),
+            ..auto_spec(FormatChoice::Auto)
+        };
+        task.variant_or_insert(pending, VariantState::Queued);
+        let v = task
+            .pick_acceptable(auto, |f| f != Format::Webp)
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.spec, pending);
     }
 }

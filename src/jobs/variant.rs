@@ -6,7 +6,7 @@ use std::fmt;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{Fit, Format, Limits, Options, Step};
+use crate::pipeline::{AutoFormat, AutoQuality, Fit, Format, Limits, Options, Step};
 
 /// Hex MD5 of an upload's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -46,13 +46,69 @@ impl fmt::Display for TaskKey {
     }
 }
 
+/// How a variant's output format is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FormatChoice {
+    Fixed(Format),
+    /// `format=auto`: the smallest of webp, avif, jpg and png at the
+    /// variant's score target (always with `QualityChoice::Auto`).
+    Auto,
+}
+
+impl FormatChoice {
+    /// The format's name, or `auto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fixed(f) => f.name(),
+            Self::Auto => "auto",
+        }
+    }
+
+    /// The format when it is fixed.
+    pub fn fixed(self) -> Option<Format> {
+        match self {
+            Self::Fixed(f) => Some(f),
+            Self::Auto => None,
+        }
+    }
+}
+
+/// How a variant's quality is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QualityChoice {
+    /// 1-100.
+    Fixed(u8),
+    /// `quality=auto`: the lowest quality whose output scores at least
+    /// `target` (SSIMULACRA2, 30-100).
+    Auto { target: u8 },
+}
+
+impl QualityChoice {
+    /// The quality when it is fixed.
+    pub fn fixed(self) -> Option<u8> {
+        match self {
+            Self::Fixed(q) => Some(q),
+            Self::Auto { .. } => None,
+        }
+    }
+
+    /// The score target of an auto quality.
+    pub fn target(self) -> Option<u8> {
+        match self {
+            Self::Fixed(_) => None,
+            Self::Auto { target } => Some(target),
+        }
+    }
+}
+
 /// The options of one variant, as clients give them. `quality` is always
-/// resolved (the format's default when not given), so that "no quality"
-/// and "the default quality" are the same variant.
+/// resolved (the format's default when not given, the configured target
+/// for `auto` without one), so that "no quality" and "the default quality"
+/// are the same variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VariantSpec {
-    pub format: Format,
-    pub quality: u8,
+    pub format: FormatChoice,
+    pub quality: QualityChoice,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub fit: Fit,
@@ -60,7 +116,14 @@ pub struct VariantSpec {
 }
 
 impl VariantSpec {
-    /// The pipeline options for this variant.
+    /// Whether the format or the quality is chosen by score.
+    pub fn is_auto(&self) -> bool {
+        matches!(self.quality, QualityChoice::Auto { .. }) || self.format == FormatChoice::Auto
+    }
+
+    /// The pipeline options for this variant (`format=auto` with the
+    /// pipeline's default candidates; the job store sets the server's
+    /// AVIF bound).
     pub fn options(&self, limits: Limits) -> Options {
         let mut steps = Vec::new();
         if self.width.is_some() || self.height.is_some() {
@@ -70,9 +133,20 @@ impl VariantSpec {
                 fit: self.fit,
             });
         }
+        let (quality, auto_quality) = match self.quality {
+            QualityChoice::Fixed(q) => (Some(q), None),
+            QualityChoice::Auto { target } => (
+                None,
+                Some(AutoQuality {
+                    target: f32::from(target),
+                }),
+            ),
+        };
         Options {
-            format: self.format,
-            quality: Some(self.quality),
+            format: self.format.fixed().unwrap_or_default(),
+            quality,
+            auto_quality,
+            auto_format: (self.format == FormatChoice::Auto).then(AutoFormat::default),
             steps,
             max_bytes: self.max_bytes,
             limits,
@@ -80,9 +154,15 @@ impl VariantSpec {
         }
     }
 
-    /// The download query that picks exactly this variant.
+    /// The download query that picks exactly this variant (and its name in
+    /// the shared backend): `format=webp&quality=80`,
+    /// `format=auto&quality=auto&target=80`.
     pub fn query(&self) -> String {
-        let mut q = format!("format={}&quality={}", self.format.name(), self.quality);
+        let mut q = format!("format={}", self.format.name());
+        match self.quality {
+            QualityChoice::Fixed(quality) => q.push_str(&format!("&quality={quality}")),
+            QualityChoice::Auto { target } => q.push_str(&format!("&quality=auto&target={target}")),
+        }
         if let Some(w) = self.width {
             q.push_str(&format!("&width={w}"));
         }
@@ -98,9 +178,15 @@ impl VariantSpec {
         q
     }
 
-    /// A short name safe in file names: `q80-w800-inside.webp`.
+    /// A short name safe in file names: `q80-w800-inside` (then the
+    /// extension), `qauto-t80` for `quality=auto` in a fixed format,
+    /// `auto-t80` for `format=auto`.
     pub fn file_stem(&self) -> String {
-        let mut s = format!("q{}", self.quality);
+        let mut s = match (self.format, self.quality) {
+            (_, QualityChoice::Fixed(quality)) => format!("q{quality}"),
+            (FormatChoice::Auto, QualityChoice::Auto { target }) => format!("auto-t{target}"),
+            (FormatChoice::Fixed(_), QualityChoice::Auto { target }) => format!("qauto-t{target}"),
+        };
         if let Some(w) = self.width {
             s.push_str(&format!("-w{w}"));
         }
@@ -136,8 +222,8 @@ mod tests {
     #[test]
     fn a_resize_box_becomes_a_resize_step() {
         let spec = VariantSpec {
-            format: Format::Jpeg,
-            quality: 70,
+            format: FormatChoice::Fixed(Format::Jpeg),
+            quality: QualityChoice::Fixed(70),
             width: Some(800),
             height: None,
             fit: Fit::Inside,
@@ -147,5 +233,50 @@ mod tests {
         assert_eq!(opts.steps.len(), 1);
         assert_eq!(spec.file_stem(), "q70-w800-inside");
         assert_eq!(spec.query(), "format=jpg&quality=70&width=800&fit=inside");
+    }
+
+    #[test]
+    fn an_auto_variant_is_keyed_by_auto_and_its_target() {
+        let base = VariantSpec {
+            format: FormatChoice::Auto,
+            quality: QualityChoice::Auto { target: 80 },
+            width: None,
+            height: None,
+            fit: Fit::Inside,
+            max_bytes: Some(20_000),
+        };
+        assert_eq!(
+            base.query(),
+            "format=auto&quality=auto&target=80&max_bytes=20000"
+        );
+        assert_eq!(base.file_stem(), "auto-t80-max20000");
+        let webp_auto = VariantSpec {
+            format: FormatChoice::Fixed(Format::Webp),
+            ..base
+        };
+        assert_eq!(
+            webp_auto.query(),
+            "format=webp&quality=auto&target=80&max_bytes=20000"
+        );
+        // Distinct names, so their result copies and ETags never collide.
+        assert_eq!(webp_auto.file_stem(), "qauto-t80-max20000");
+        let fixed = VariantSpec {
+            format: FormatChoice::Fixed(Format::Webp),
+            quality: QualityChoice::Fixed(80),
+            ..base
+        };
+        assert_ne!(fixed, webp_auto);
+        assert_ne!(fixed.query(), webp_auto.query());
+
+        let opts = base.options(Limits::default());
+        assert_eq!(opts.auto_quality.map(|a| a.target), Some(80.0));
+        assert!(opts.auto_format.is_some());
+        assert_eq!(opts.quality, None);
+        let opts = webp_auto.options(Limits::default());
+        assert!(opts.auto_format.is_none());
+        assert_eq!(opts.format, Format::Webp);
+        let opts = fixed.options(Limits::default());
+        assert!(!opts.is_auto());
+        assert_eq!(opts.quality, Some(80));
     }
 }

@@ -162,7 +162,7 @@ async fn work(
         )
         .await?;
     let started = Instant::now();
-    let result = slot.run(input, spec.options(store.limits()), || {}).await;
+    let result = slot.run(input, store.job_options(spec), || {}).await;
     let state = store
         .settle(key, spec, original_size, result, started, now_micros())
         .await;

@@ -15,7 +15,10 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::error::ApiError;
 use crate::error::Code;
-use crate::jobs::{Task, TaskKey, UploadOptions, Variant, VariantState};
+use crate::jobs::{
+    FormatChoice, OptionRules, QualityChoice, Task, TaskKey, UploadOptions, Variant, VariantSpec,
+    VariantState,
+};
 use crate::pipeline::Format;
 
 /// Room for the multipart framing and the option fields around the file.
@@ -83,8 +86,72 @@ fn prefers_html(headers: &HeaderMap) -> bool {
 pub struct UploadAnswer {
     message: &'static str,
     md5: String,
+    /// The requested format, or `auto`.
     format: &'static str,
-    quality: u8,
+    /// The requested quality (a number), or `auto`.
+    #[schema(schema_with = quality_schema)]
+    quality: QualityValue,
+    /// The score target of an auto variant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 30, maximum = 100)]
+    target: Option<u8>,
+}
+
+/// A quality as answered: a number, or `auto` for an auto variant that is
+/// not done yet. Fixed variants always answer their number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QualityValue {
+    Number(u8),
+    Auto,
+}
+
+impl QualityValue {
+    /// The quality a variant asked for.
+    pub fn requested(quality: QualityChoice) -> Self {
+        match quality {
+            QualityChoice::Fixed(q) => Self::Number(q),
+            QualityChoice::Auto { .. } => Self::Auto,
+        }
+    }
+}
+
+impl Serialize for QualityValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Number(q) => s.serialize_u8(*q),
+            Self::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+fn quality_alternatives() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(100)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["auto"])),
+        )
+}
+
+/// `quality` in the API document: 1-100 or `auto`.
+pub fn quality_schema() -> utoipa::openapi::schema::Schema {
+    quality_alternatives().build().into()
+}
+
+/// A reported quality, which is null when an auto variant kept the original.
+fn reported_quality_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    quality_alternatives()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
 }
 
 /// `POST /upload`: multipart `picture` plus options; answers 202 (200 when
@@ -129,7 +196,7 @@ pub async fn upload(
         options,
     } = read?;
     let spec = options
-        .to_spec(state.settings.limits.max_dimension)
+        .to_spec(&OptionRules::from(&*state.settings))
         .map_err(|e| ApiError::bad_request(e.0))?;
     let submitted = state.store.submit(picture, spec).await?;
     if let Some(name) = filename {
@@ -149,7 +216,8 @@ pub async fn upload(
         },
         md5: submitted.task.key.to_string(),
         format: spec.format.name(),
-        quality: spec.quality,
+        quality: QualityValue::requested(spec.quality),
+        target: spec.quality.target(),
     };
     Ok((status, Json(answer)).into_response())
 }
@@ -251,12 +319,21 @@ pub struct UploadForm {
     /// The image file (JPEG, PNG, WebP, GIF, BMP or TIFF, told by its bytes; not empty).
     #[schema(value_type = String, format = Binary, min_length = 1)]
     picture: Vec<u8>,
-    /// Output format (default webp; empty means the default).
-    #[schema(value_type = String, required = false, pattern = "^(|webp|png|jpg|jpeg|avif)$")]
+    /// Output format (default webp; empty means the default). `auto`: the
+    /// smallest of webp, avif (up to `quality.auto_avif_max_pixels`), jpg and
+    /// png at the score `target`; it chooses the quality too (a number given
+    /// as `quality` with it is not used).
+    #[schema(value_type = String, required = false, pattern = "^(|webp|png|jpg|jpeg|avif|auto)$")]
     format: Option<String>,
-    /// 1-100; default per format.
-    #[schema(value_type = u8, required = false, minimum = 1, maximum = 100)]
-    quality: Option<u8>,
+    /// 1-100 (default per format), or `auto`: the lowest quality whose
+    /// output scores at least `target`.
+    #[schema(schema_with = quality_schema, required = false)]
+    quality: Option<String>,
+    /// With `quality=auto` or `format=auto`: the SSIMULACRA2 score to reach,
+    /// 30-100 (default `quality.auto_target`, 80). Checked whenever given;
+    /// a fixed quality does not use it.
+    #[schema(value_type = u8, required = false, minimum = 30, maximum = 100)]
+    target: Option<u8>,
     /// Resize box width in pixels (at most `limits.max_dimension`, 16384 by default).
     #[schema(value_type = u32, required = false, minimum = 1, maximum = 16384)]
     width: Option<u32>,
@@ -290,13 +367,20 @@ pub struct NotReadyBody {
     message: String,
 }
 
-/// One variant's status, as `/status` and `/ws` report it.
+/// One variant's status, as `/status` and `/ws` report it. An auto
+/// variant reports `format` and `quality` as requested (`auto`) until it is
+/// done, then the ones chosen, with the auto fields below; fixed variants
+/// never carry those.
 #[derive(Serialize, ToSchema, Debug, Clone)]
 pub struct VariantView {
     pub md5: String,
     pub status: &'static str,
+    /// The format; for `format=auto`, `auto` until done, then the one chosen.
     pub format: &'static str,
-    pub quality: u8,
+    /// The quality; for an auto variant `auto` until done, then the one
+    /// chosen (null when the original, stripped of metadata, was kept).
+    #[schema(schema_with = reported_quality_schema)]
+    pub quality: Option<QualityValue>,
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub size: Option<usize>,
@@ -306,35 +390,97 @@ pub struct VariantView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub code: Option<Code>,
+    /// Auto variants: the score target (SSIMULACRA2, 30-100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 30, maximum = 100)]
+    pub target: Option<u8>,
+    /// Auto variants, done: the output's SSIMULACRA2 score against the
+    /// image before encoding (100 = identical); absent for AVIF (not scored
+    /// in this build) and after a budget downscale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Auto variants, done: whether `score` reached `target`. `false` when
+    /// even the highest quality falls short (that quality is kept) or
+    /// `max_bytes` forced less; absent without a score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_met: Option<bool>,
+    /// Auto variants, done: `max_bytes` won over the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_limited: Option<bool>,
+    /// Auto variants, done: the score was measured on a sample of tiles
+    /// (images over 1 MP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_sampled: Option<bool>,
 }
 
 impl VariantView {
     pub fn of(task: &Task, variant: &Variant) -> Self {
         let state = variant.state();
-        let (width, height, size, error, code) = match &state {
-            VariantState::Done(f) => (
-                Some(f.width),
-                Some(f.height),
-                Some(f.bytes.len()),
-                None,
-                None,
-            ),
-            VariantState::Failed(e) => (None, None, None, Some(e.to_string()), Some(e.code())),
-            _ => (None, None, None, None, None),
-        };
-        Self {
+        let spec = &variant.spec;
+        let mut view = Self {
             md5: task.key.to_string(),
             status: state.name(),
-            format: variant.spec.format.name(),
-            quality: variant.spec.quality,
-            width,
-            height,
-            size,
+            format: spec.format.name(),
+            quality: Some(QualityValue::requested(spec.quality)),
+            width: None,
+            height: None,
+            size: None,
             original_size: task.original_size,
-            error,
-            code,
+            error: None,
+            code: None,
+            target: spec.quality.target(),
+            score: None,
+            target_met: None,
+            budget_limited: None,
+            score_sampled: None,
+        };
+        match &state {
+            VariantState::Done(f) => {
+                view.width = Some(f.width);
+                view.height = Some(f.height);
+                view.size = Some(f.bytes.len());
+                view.format = f.format.name();
+                if spec.quality.fixed().is_none() {
+                    view.quality = f.quality.map(QualityValue::Number);
+                }
+                if let Some(auto) = &f.auto {
+                    view.score = auto.score.map(round_score);
+                    view.target_met = auto.target_met;
+                    view.budget_limited = Some(auto.budget_limited);
+                    view.score_sampled = Some(auto.score_sampled);
+                }
+            }
+            VariantState::Failed(e) => {
+                view.error = Some(e.to_string());
+                view.code = Some(e.code());
+            }
+            _ => {}
         }
+        view
     }
+
+    /// The fields that describe the result of an auto variant (for the
+    /// `/ws` done frame), as `(name, value)` pairs of those present.
+    pub fn auto_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        use serde_json::json;
+        [
+            ("target", self.target.map(|t| json!(t))),
+            ("score", self.score.map(|s| json!(s))),
+            ("target_met", self.target_met.map(|m| json!(m))),
+            ("budget_limited", self.budget_limited.map(|b| json!(b))),
+            ("score_sampled", self.score_sampled.map(|b| json!(b))),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect()
+    }
+}
+
+/// Scores are reported to two decimals, rounded down (so a score that
+/// reaches an integer target still reads as reaching it, and one that
+/// misses never reads as reaching it).
+fn round_score(score: f64) -> f64 {
+    (score * 100.0).floor() / 100.0
 }
 
 #[derive(serde::Deserialize)]
@@ -375,8 +521,11 @@ pub struct QueuedView {
     md5: String,
     /// The file name of the upload, or the md5 when none was given.
     filename: String,
+    /// The requested format, or `auto`.
     format: &'static str,
-    quality: u8,
+    /// The requested quality, or `auto`.
+    #[schema(schema_with = quality_schema)]
+    quality: QualityValue,
 }
 
 /// `GET /queue/{md5}`: the variants of an upload still waiting or being
@@ -399,7 +548,7 @@ pub async fn queue(
             md5: task.key.to_string(),
             filename: filename.clone(),
             format: v.spec.format.name(),
-            quality: v.spec.quality,
+            quality: QualityValue::requested(v.spec.quality),
         })
         .collect();
     if views.is_empty() {
@@ -423,19 +572,30 @@ async fn find_task(state: &AppState, md5: &str) -> Result<std::sync::Arc<Task>, 
 
 /// `GET /download/{md5}`: the processed bytes of the variant the options
 /// pick, or without options of the one TinyImage would serve (WebP, then
-/// PNG, then JPEG).
+/// PNG, then JPEG; an auto variant ranks by the format and quality it
+/// chose). `?format=auto` picks among done `format=auto` variants those in
+/// a format the `Accept` header allows (406 `not_acceptable` when none is),
+/// and its answers carry `Vary: Accept`.
 #[utoipa::path(get, path = "/download/{md5}",
     params(("md5" = String, Path, description = "the MD5 of the uploaded bytes"),
-        ("format" = Option<String>, Query, pattern = "^(webp|png|jpg|jpeg|avif)$"),
-        ("quality" = Option<u8>, Query, minimum = 1, maximum = 100),
+        ("format" = Option<String>, Query, pattern = "^(webp|png|jpg|jpeg|avif|auto)$", description = "`auto` picks a format=auto variant whose chosen format the Accept header allows"),
+        ("quality" = Option<String>, Query, description = "1-100, or `auto` for an auto variant"),
+        ("target" = Option<u8>, Query, minimum = 30, maximum = 100, description = "an auto variant with this score target"),
         ("width" = Option<u32>, Query, minimum = 1, maximum = 16384),
         ("height" = Option<u32>, Query, minimum = 1, maximum = 16384),
         ("fit" = Option<String>, Query, pattern = "^(inside|contain|cover|fill)$"),
         ("max_bytes" = Option<u64>, Query, minimum = 64, maximum = 1_000_000_000_000_u64)),
-    responses((status = 200, description = "the image", content_type = "image/*"), (status = 304, description = "not modified"),
+    responses((status = 200, description = "the image", content_type = "image/*", headers(
+            ("X-Pixpress-Format" = String, description = "auto variants: the format chosen"),
+            ("X-Pixpress-Quality" = String, description = "auto variants: the quality chosen (absent when the original was kept)"),
+            ("X-Pixpress-Score" = String, description = "auto variants: the SSIMULACRA2 score of the bytes (absent when not measured)"),
+            ("X-Pixpress-Target-Met" = String, description = "auto variants: `true` or `false`, whether the score reached the target"),
+            ("Vary" = String, description = "`Accept` with ?format=auto"))),
+        (status = 304, description = "not modified"),
         (status = 400, body = ErrorBody, description = "bad query"),
         (status = 401, body = ErrorBody, description = "an API key is required"),
         (status = 404, body = ErrorBody, description = "unknown md5 or variant"),
+        (status = 406, body = ErrorBody, description = "?format=auto: the auto variant's format is not one the Accept header allows", headers(("Vary" = String))),
         (status = 409, body = NotReadyBody, description = "not ready"),
         (status = 413, body = ErrorBody, description = "the variant failed: too large"),
         (status = 415, body = ErrorBody, description = "the variant failed: not an image"),
@@ -448,16 +608,57 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let Query(options) = options.map_err(query_error)?;
     let task = find_task(&state, &md5).await?;
-    let max_dim = state.settings.limits.max_dimension;
-    if !options.is_empty() {
-        options
-            .to_spec(max_dim)
-            .map_err(|e| ApiError::bad_request(e.0))?;
+    let rules = OptionRules::from(&*state.settings);
+    let spec = if options.is_empty() {
+        None
+    } else {
+        Some(
+            options
+                .to_spec(&rules)
+                .map_err(|e| ApiError::bad_request(e.0))?,
+        )
+    };
+    let negotiated = spec.is_some_and(|s| s.format == FormatChoice::Auto);
+    let answer = serve(&task, &options, &rules, negotiated, &headers).await;
+    if !negotiated {
+        return answer;
     }
+    let vary = |mut response: Response| {
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        response
+    };
+    answer.map(vary).or_else(|e| Ok(vary(e.into_response())))
+}
+
+/// The download answer for the variant `options` pick; with `negotiated`
+/// (`?format=auto`), only one in a format `headers`' `Accept` allows.
+async fn serve(
+    task: &Task,
+    options: &UploadOptions,
+    rules: &OptionRules,
+    negotiated: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let matches = |spec: &VariantSpec| options.matches(spec, rules).unwrap_or(false);
     let variant = if options.is_empty() {
         task.default_download()
+    } else if negotiated {
+        let accept = super::accept::Accept::of(headers);
+        task.pick_acceptable(matches, |f| accept.allows(f.mime()))
+            .map_err(|chosen| {
+                let chosen: Vec<&str> = chosen.iter().map(|f| f.mime()).collect();
+                ApiError::of(
+                    Code::NotAcceptable,
+                    format!(
+                        "the automatic format chose {}, which the Accept header does not allow",
+                        chosen.join(", ")
+                    ),
+                )
+            })?
     } else {
-        task.pick(|spec| options.matches(spec, max_dim).unwrap_or(false))
+        task.pick(matches)
     }
     .ok_or_else(|| ApiError::not_found("no variant of this task matches those options"))?;
     let finished = match variant.state() {
@@ -482,7 +683,7 @@ pub async fn download(
     };
     let ext = finished.format.extension();
     let etag = format!("\"{}-{}-{}\"", task.key, variant.spec.file_stem(), ext);
-    let not_modified = super::webapp::if_none_match(&headers, &etag);
+    let not_modified = super::webapp::if_none_match(headers, &etag);
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -511,5 +712,27 @@ pub async fn download(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=3600"),
     );
+    if variant.spec.is_auto() {
+        let view = VariantView::of(task, &variant);
+        h.insert(
+            "x-pixpress-format",
+            HeaderValue::from_static(finished.format.name()),
+        );
+        if let Some(q) = finished.quality {
+            h.insert("x-pixpress-quality", HeaderValue::from(u16::from(q)));
+        }
+        if let Some(score) = view
+            .score
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            h.insert("x-pixpress-score", score);
+        }
+        if let Some(met) = view.target_met {
+            h.insert(
+                "x-pixpress-target-met",
+                HeaderValue::from_static(if met { "true" } else { "false" }),
+            );
+        }
+    }
     Ok(response)
 }

@@ -11,7 +11,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::AppState;
 use crate::jobs::JobObserver;
-use crate::pipeline::Format;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -42,15 +41,15 @@ pub struct JobMetrics;
 impl JobObserver for JobMetrics {
     fn finished(
         &self,
-        format: Format,
+        format: &'static str,
         outcome: &'static str,
         elapsed: Duration,
         bytes_in: usize,
         bytes_out: usize,
     ) {
-        let labels = [("format", format.name()), ("outcome", outcome)];
+        let labels = [("format", format), ("outcome", outcome)];
         metrics::counter!("pixpress_jobs_total", &labels).increment(1);
-        metrics::histogram!("pixpress_job_seconds", "format" => format.name())
+        metrics::histogram!("pixpress_job_seconds", "format" => format)
             .record(elapsed.as_secs_f64());
         metrics::counter!("pixpress_bytes_in_total").increment(bytes_in as u64);
         metrics::counter!("pixpress_bytes_out_total").increment(bytes_out as u64);

@@ -3,6 +3,7 @@
 //! rate limits) that `/upload` and `/ws` share. Handlers are thin; the work
 //! is in `jobs`, `files` and the pipeline.
 
+pub mod accept;
 pub mod files;
 pub mod guard;
 pub mod health;

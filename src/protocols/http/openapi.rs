@@ -9,7 +9,7 @@ use super::{health, jobs_api};
 
 #[derive(OpenApi)]
 #[openapi(
-    modifiers(&FormFieldNames),
+    modifiers(&FormFieldNames, &DownloadQuality),
     info(
         title = "pixpress",
         description = "Image compression job queue and real-time sharing. WebSocket protocols (/ws, /ws/share/{room}, /ws/img2img, /ws/chat) are described in the project's docs."
@@ -52,6 +52,26 @@ impl Modify for FormFieldNames {
                 .pattern(Some(jobs_api::FIELD_NAME_PATTERN))
                 .build();
             form.property_names = Some(Box::new(Schema::Object(names)));
+        }
+    }
+}
+
+/// `quality` in the download query is a number or `auto`, as in the
+/// upload form (the tuple form of `params` takes one type only).
+struct DownloadQuality;
+
+impl Modify for DownloadQuality {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let operation = openapi
+            .paths
+            .paths
+            .get_mut("/download/{md5}")
+            .and_then(|item| item.get.as_mut());
+        let Some(parameters) = operation.and_then(|op| op.parameters.as_mut()) else {
+            return;
+        };
+        for parameter in parameters.iter_mut().filter(|p| p.name == "quality") {
+            parameter.schema = Some(RefOr::T(jobs_api::quality_schema()));
         }
     }
 }

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use super::limiter::{InFlight, InFlightPermit};
 use super::socket::{self, Session};
 use crate::error::{ApiError, Code};
-use crate::jobs::{JobError, Task, UploadOptions, Variant, VariantSpec, VariantState};
-use crate::protocols::http::jobs_api::VariantView;
+use crate::jobs::{JobError, OptionRules, Task, UploadOptions, Variant, VariantSpec, VariantState};
+use crate::protocols::http::jobs_api::{QualityValue, VariantView};
 use crate::protocols::http::AppState;
 use crate::rooms::{MemberHandle, Membership};
 
@@ -139,7 +139,7 @@ async fn start_job(
     }
     let spec = request
         .options
-        .to_spec(state.settings.limits.max_dimension)
+        .to_spec(&OptionRules::from(&*state.settings))
         .map_err(|e| ApiError::bad_request(e.0))?;
     let submitted = state.store.submit(bytes, spec).await?;
     if let Some(name) = &request.filename {
@@ -164,8 +164,11 @@ async fn follow(
             "status": status,
             "md5": task.key.as_str(),
             "format": spec.format.name(),
-            "quality": spec.quality,
+            "quality": QualityValue::requested(spec.quality),
         });
+        if let Some(target) = spec.quality.target() {
+            v["target"] = json!(target);
+        }
         if let Some(id) = &request.id {
             v["id"] = id.clone();
         }
@@ -197,6 +200,12 @@ async fn follow(
         VariantState::Done(done) => {
             let view = VariantView::of(&task, &variant);
             let mut v = base("done");
+            // An auto variant answers what it chose.
+            v["format"] = json!(view.format);
+            v["quality"] = json!(view.quality);
+            for (name, value) in view.auto_fields() {
+                v[name] = value;
+            }
             v["size"] = json!(done.bytes.len());
             v["width"] = json!(view.width);
             v["height"] = json!(view.height);
