@@ -80,3 +80,44 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     axum::Router::new()
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    #[test]
+    fn quality_is_a_number_or_auto_in_the_form_and_the_download_query() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let form = &schemas["UploadForm"]["properties"];
+        assert_eq!(form["quality"]["oneOf"][0]["maximum"], 100);
+        assert_eq!(form["quality"]["oneOf"][1]["enum"], json!(["auto"]));
+        assert_eq!(form["target"]["minimum"], 30);
+        let params = doc["paths"]["/download/{md5}"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let quality = params.iter().find(|p| p["name"] == "quality").unwrap();
+        assert_eq!(quality["schema"]["oneOf"][1]["enum"], json!(["auto"]));
+        let view = &schemas["VariantView"]["properties"];
+        for field in [
+            "score",
+            "target",
+            "target_met",
+            "budget_limited",
+            "score_sampled",
+        ] {
+            assert!(view.get(field).is_some(), "{field}");
+        }
+        let types: Vec<&Value> = view["quality"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["type"])
+            .collect();
+        assert_eq!(types, [&json!("integer"), &json!("string"), &json!("null")]);
+        let headers = &doc["paths"]["/download/{md5}"]["get"]["responses"]["200"]["headers"];
+        assert!(headers.get("X-Pixpress-Score").is_some(), "{headers}");
+    }
+}
