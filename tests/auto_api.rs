@@ -267,6 +267,32 @@ async fn a_format_auto_download_honours_the_accept_header() {
 }
 
 #[tokio::test]
+async fn a_target_out_of_reach_gets_the_highest_quality_and_says_so() {
+    let server = start(test_settings()).await;
+    let base = base_url(&server);
+    let input = jpeg(120, 90);
+    let md5 = md5_hex(&input);
+    // Lossy WebP never scores 100 (an identical copy).
+    let fields = [
+        ("format", "webp"),
+        ("quality", "auto"),
+        ("target", "100"),
+        ("width", "100"),
+    ];
+    let (status, answer) = upload(&base, &input, &fields).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let v = &wait_status(&base, &md5).await[0];
+    assert_eq!(v["status"], "done", "{v}");
+    assert_eq!(v["target_met"], false, "{v}");
+    assert!(v["score"].as_f64().unwrap() < 100.0, "{v}");
+    assert_eq!(v["quality"], 100, "{v}");
+    assert_eq!(v["budget_limited"], false, "{v}");
+    let r = download(&base, &md5, "?quality=auto", None).await;
+    assert_eq!(header(&r, "x-pixpress-target-met"), Some("false"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_byte_budget_wins_over_the_target() {
     let server = start(test_settings()).await;
     let base = base_url(&server);

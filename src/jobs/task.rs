@@ -226,10 +226,10 @@ impl Task {
     }
 
     /// Like `pick`, counting only done variants whose output format
-    /// `acceptable` allows: the one of them that finished last, else one
-    /// still queued or processing (the latest submitted), else a failed
-    /// one. `Err` with the formats there are when every matching variant
-    /// is done but none in an acceptable format.
+    /// `acceptable` allows: the one of them that finished last. With none,
+    /// as `pick` does, the one submitted last; but when done variants were
+    /// passed over for their format, one still queued or processing (the
+    /// latest submitted) or else `Err` with the formats they have.
     pub fn pick_acceptable(
         &self,
         matches: impl Fn(&VariantSpec) -> bool,
@@ -254,15 +254,16 @@ impl Task {
         if let Some((_, v)) = latest_done {
             return Ok(Some(v.clone()));
         }
-        let pending = variants.iter().rev().find(|v| !v.state().is_settled());
-        if let Some(v) = pending {
-            return Ok(Some(v.clone()));
+        if refused.is_empty() {
+            return Ok(variants.last().cloned());
         }
-        if !refused.is_empty() {
-            refused.dedup();
-            return Err(refused);
+        match variants.iter().rev().find(|v| !v.state().is_settled()) {
+            Some(pending) => Ok(Some(pending.clone())),
+            None => {
+                refused.dedup();
+                Err(refused)
+            }
         }
-        Ok(variants.last().cloned())
     }
 
     /// The variant a download without options serves, the one TinyImage
