@@ -7,38 +7,12 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
+use common::http::{md5_hex, upload, wait_status};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-fn md5_hex(bytes: &[u8]) -> String {
-    pixpress::jobs::TaskKey::of(bytes).to_string()
-}
-
-async fn upload(base: &str, bytes: &[u8], fields: &[(&str, &str)]) -> (StatusCode, Value) {
-    let mut form = Form::new().part("picture", Part::bytes(bytes.to_vec()).file_name("a.jpg"));
-    for (k, v) in fields {
-        form = form.text(k.to_string(), v.to_string());
-    }
-    let r = reqwest::Client::new()
-        .post(format!("{base}/upload"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload answered");
-    (r.status(), r.json().await.expect("json answer"))
-}
-
-async fn wait_status(base: &str, md5: &str) -> Vec<Value> {
-    let r = reqwest::get(format!("{base}/status/{md5}?wait=30"))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
-}
 
 async fn download(base: &str, md5: &str, query: &str, accept: Option<&str>) -> reqwest::Response {
     let mut request = reqwest::Client::new().get(format!("{base}/download/{md5}{query}"));

@@ -5,41 +5,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::http::{form, md5_hex, upload, wait_status};
 use common::*;
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Form;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-fn md5_hex(bytes: &[u8]) -> String {
-    pixpress::jobs::TaskKey::of(bytes).to_string()
-}
-
-fn form(bytes: Vec<u8>, fields: &[(&str, &str)]) -> Form {
-    let mut form = Form::new().part("picture", Part::bytes(bytes).file_name("photo.jpg"));
-    for (k, v) in fields {
-        form = form.text(k.to_string(), v.to_string());
-    }
-    form
-}
-
-async fn upload(base: &str, bytes: Vec<u8>, fields: &[(&str, &str)]) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/upload"))
-        .multipart(form(bytes, fields))
-        .send()
-        .await
-        .expect("upload answered");
-    let status = r.status();
-    (status, r.json().await.expect("json answer"))
-}
-
-async fn wait_status(base: &str, md5: &str) -> Vec<Value> {
-    let r = reqwest::get(format!("{base}/status/{md5}?wait=30"))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
-}
 
 #[tokio::test]
 async fn root_describes_the_service_as_json() {
@@ -270,7 +240,7 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
         ),
         (
             "text file",
-            form(b"hello, this is not an image".to_vec(), &[]),
+            form(b"hello, this is not an image", &[]),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_format",
         ),

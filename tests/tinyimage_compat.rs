@@ -5,32 +5,16 @@
 
 mod common;
 
+use common::http::{md5_hex, named_form, post_upload};
 use common::*;
-use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-fn md5_hex(bytes: &[u8]) -> String {
-    pixpress::jobs::TaskKey::of(bytes).to_string()
-}
-
 /// `curl -X POST /upload -F "picture=@name" -F "format=..." [-F "quality=..."]`
 async fn upload(base: &str, bytes: &[u8], name: &str, fields: &[(&str, &str)]) -> Value {
-    let mut form = Form::new().part(
-        "picture",
-        Part::bytes(bytes.to_vec()).file_name(name.to_owned()),
-    );
-    for (k, v) in fields {
-        form = form.text(k.to_string(), v.to_string());
-    }
-    let r = reqwest::Client::new()
-        .post(format!("{base}/upload"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload answered");
-    assert!(r.status().is_success(), "{}", r.status());
-    r.json().await.expect("json answer")
+    let (status, answer) = post_upload(base, named_form(bytes, name, fields)).await;
+    assert!(status.is_success(), "{status}: {answer}");
+    answer
 }
 
 async fn settle(base: &str, md5: &str) -> Vec<Value> {
