@@ -57,17 +57,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             message: format!("{}: {e}", dir.display()),
         })?;
     }
-    let store = JobStore::new(
-        StoreSettings {
-            ttl: settings.cache.ttl,
-            max_bytes: settings.cache.max_bytes,
-            limits: settings.pipeline_limits(),
-            output_dir: settings.server.output_dir.clone(),
-            auto_avif_max_pixels: settings.quality.auto_avif_max_pixels,
-        },
-        pool.clone(),
-    )
-    .with_observer(Arc::new(http::metrics::JobMetrics));
+    let store = JobStore::new(StoreSettings::of(&settings), pool.clone())
+        .with_observer(Arc::new(http::metrics::JobMetrics));
     let backend = match settings.backend.kind {
         BackendKind::Memory => None,
         BackendKind::Redis => Some(Arc::new(

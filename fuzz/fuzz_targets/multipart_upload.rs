@@ -32,15 +32,7 @@ fn server() -> &'static Server {
         let settings = Arc::new(settings);
         let app = runtime.block_on(async {
             let pool = WorkerPool::new(1, 4, std::time::Duration::from_secs(5));
-            let store = JobStore::new(
-                StoreSettings {
-                    ttl: std::time::Duration::from_secs(60),
-                    max_bytes: 64 * 1024 * 1024,
-                    limits: settings.pipeline_limits(),
-                    output_dir: None,
-                },
-                pool,
-            );
+            let store = JobStore::new(StoreSettings::of(&settings), pool);
             router(AppState::new(settings.clone(), store))
         });
         Server { runtime, app }

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pixpress::jobs::UploadOptions;
+use pixpress::jobs::{OptionRules, UploadOptions};
 use pixpress::protocols::ws::chat::envelope;
 use pixpress::protocols::ws::img2img::messages as img2img;
 use pixpress::protocols::ws::share::messages as share;
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(options) = serde_json::from_str::<UploadOptions>(text) {
-        let _ = options.to_spec(16_384);
+        let _ = options.to_spec(&OptionRules::within(16_384));
     }
     if let Ok(frame) = Frame::parse(text) {
         let _ = frame.read::<share::StartIn>();

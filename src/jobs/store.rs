@@ -47,6 +47,19 @@ pub struct StoreSettings {
     pub auto_avif_max_pixels: u64,
 }
 
+impl StoreSettings {
+    /// The store's share of the server's settings.
+    pub fn of(settings: &crate::config::Settings) -> Self {
+        Self {
+            ttl: settings.cache.ttl,
+            max_bytes: settings.cache.max_bytes,
+            limits: settings.pipeline_limits(),
+            output_dir: settings.server.output_dir.clone(),
+            auto_avif_max_pixels: settings.quality.auto_avif_max_pixels,
+        }
+    }
+}
+
 /// Tasks, variants and results; cheap to clone.
 #[derive(Clone)]
 pub struct JobStore {
