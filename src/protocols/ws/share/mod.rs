@@ -148,7 +148,7 @@ impl socket::RoomProtocol for ShareRooms {
         preface.push(user_list);
         preface.extend(joined.preface);
         let processing = InFlight::new(self.inner.settings.max_uploads_per_member);
-        let pad = PadBucket::new(&self.inner.pad_limits, Instant::now());
+        let pad = PadBucket::new(&self.inner.pad_limits);
         let session = ShareSession {
             rooms: self,
             name,
@@ -435,7 +435,7 @@ impl ShareSession {
     /// A new text for the room's pad: kept for joiners, sent to the others.
     fn on_text_update(&mut self, text: &str) {
         let limits = self.rooms.inner.pad_limits;
-        if let Err(e) = self.pad.check(text, Instant::now(), &limits) {
+        if let Err(e) = self.pad.check(text, &limits) {
             return self.text_update_error(e.code(), &e.to_string());
         }
         let msg = json(&Out::TextUpdate {

@@ -1,10 +1,15 @@
 //! The bounds on one member's updates of a room's shared text pad: a byte
 //! limit on the whole text, and a token bucket on how often (a burst of
 //! `share.text_pad_burst` updates, one more earned every
-//! `share.text_pad_refill`). Pure bookkeeping: no sockets, no clocks read
-//! here.
+//! `share.text_pad_refill`). No sockets here; tests run it on a fake clock.
 
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
 use crate::config::ShareSettings;
 use crate::error::Code;
@@ -47,60 +52,51 @@ impl PadLimits {
     }
 }
 
-/// One member's allowance of updates.
-#[derive(Debug)]
-pub struct PadBucket {
-    tokens: u32,
-    /// When the tokens were last counted.
-    since: Instant,
+/// One member's allowance of updates: governor's GCRA limiter (as the
+/// upload rate limit), on the default clock or a test's fake one.
+pub struct PadBucket<C: Clock = DefaultClock> {
+    /// `None` when `refill` is zero: no rate bound.
+    limiter: Option<RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>>,
 }
 
 impl PadBucket {
-    /// A full bucket at `now`.
-    pub fn new(limits: &PadLimits, now: Instant) -> Self {
-        Self {
-            tokens: limits.burst,
-            since: now,
-        }
+    /// A full bucket on the default clock.
+    pub fn new(limits: &PadLimits) -> Self {
+        Self::with_clock(limits, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> PadBucket<C> {
+    /// A full bucket on `clock`.
+    pub fn with_clock(limits: &PadLimits, clock: C) -> Self {
+        let burst = NonZeroU32::new(limits.burst).unwrap_or(NonZeroU32::MIN);
+        let limiter = Quota::with_period(limits.refill)
+            .map(|quota| RateLimiter::direct_with_clock(quota.allow_burst(burst), clock));
+        Self { limiter }
     }
 
-    /// Checks an update of `text` at `now`; takes one token when allowed.
-    pub fn check(&mut self, text: &str, now: Instant, limits: &PadLimits) -> Result<(), PadError> {
+    /// Checks an update of `text`; takes one token when allowed.
+    pub fn check(&self, text: &str, limits: &PadLimits) -> Result<(), PadError> {
         if text.len() > limits.max_bytes {
             return Err(PadError::TooLarge {
                 len: text.len(),
                 max: limits.max_bytes,
             });
         }
-        if limits.refill.is_zero() {
-            return Ok(());
-        }
-        let elapsed = now.saturating_duration_since(self.since);
-        let earned = elapsed.as_nanos() / limits.refill.as_nanos();
-        let room = u128::from(limits.burst - self.tokens.min(limits.burst));
-        if earned >= room {
-            self.tokens = limits.burst;
-            self.since = now;
-        } else if earned > 0 {
-            // `earned` < `burst` here, so it fits a u32.
-            let earned = earned as u32;
-            self.tokens += earned;
-            self.since += limits.refill * earned;
-        }
-        if self.tokens == 0 {
-            return Err(PadError::TooFrequent {
+        match &self.limiter {
+            Some(limiter) if limiter.check().is_err() => Err(PadError::TooFrequent {
                 burst: limits.burst,
                 refill: limits.refill,
-            });
+            }),
+            _ => Ok(()),
         }
-        self.tokens -= 1;
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     const LIMITS: PadLimits = PadLimits {
         max_bytes: 10,
@@ -110,42 +106,38 @@ mod tests {
 
     #[test]
     fn a_burst_then_one_update_per_refill() {
-        let t0 = Instant::now();
-        let mut bucket = PadBucket::new(&LIMITS, t0);
-        assert_eq!(bucket.check("a", t0, &LIMITS), Ok(()));
-        assert_eq!(bucket.check("b", t0, &LIMITS), Ok(()));
+        let clock = FakeRelativeClock::default();
+        let bucket = PadBucket::with_clock(&LIMITS, clock.clone());
+        assert_eq!(bucket.check("a", &LIMITS), Ok(()));
+        assert_eq!(bucket.check("b", &LIMITS), Ok(()));
+        clock.advance(Duration::from_millis(999));
         assert_eq!(
-            bucket.check("c", t0 + Duration::from_millis(999), &LIMITS),
+            bucket.check("c", &LIMITS),
             Err(PadError::TooFrequent {
                 burst: 2,
                 refill: Duration::from_secs(1)
             })
         );
-        assert_eq!(
-            bucket.check("d", t0 + Duration::from_secs(1), &LIMITS),
-            Ok(())
-        );
-        assert!(bucket
-            .check("e", t0 + Duration::from_secs(1), &LIMITS)
-            .is_err());
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(bucket.check("d", &LIMITS), Ok(()));
+        assert!(bucket.check("e", &LIMITS).is_err());
         // A long pause earns the whole burst back, and no more.
-        let later = t0 + Duration::from_secs(60);
-        assert_eq!(bucket.check("f", later, &LIMITS), Ok(()));
-        assert_eq!(bucket.check("g", later, &LIMITS), Ok(()));
-        assert!(bucket.check("h", later, &LIMITS).is_err());
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(bucket.check("f", &LIMITS), Ok(()));
+        assert_eq!(bucket.check("g", &LIMITS), Ok(()));
+        assert!(bucket.check("h", &LIMITS).is_err());
     }
 
     #[test]
     fn too_large_is_refused_without_using_a_token() {
-        let t0 = Instant::now();
-        let mut bucket = PadBucket::new(&LIMITS, t0);
+        let bucket = PadBucket::with_clock(&LIMITS, FakeRelativeClock::default());
         let big = "x".repeat(11);
         assert_eq!(
-            bucket.check(&big, t0, &LIMITS),
+            bucket.check(&big, &LIMITS),
             Err(PadError::TooLarge { len: 11, max: 10 })
         );
-        assert_eq!(bucket.check(&"x".repeat(10), t0, &LIMITS), Ok(()));
-        assert_eq!(bucket.check("", t0, &LIMITS), Ok(()));
+        assert_eq!(bucket.check(&"x".repeat(10), &LIMITS), Ok(()));
+        assert_eq!(bucket.check("", &LIMITS), Ok(()));
     }
 
     #[test]
@@ -154,10 +146,9 @@ mod tests {
             refill: Duration::ZERO,
             ..LIMITS
         };
-        let t0 = Instant::now();
-        let mut bucket = PadBucket::new(&limits, t0);
+        let bucket = PadBucket::with_clock(&limits, FakeRelativeClock::default());
         for _ in 0..100 {
-            assert_eq!(bucket.check("a", t0, &limits), Ok(()));
+            assert_eq!(bucket.check("a", &limits), Ok(()));
         }
     }
 }
