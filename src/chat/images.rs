@@ -179,9 +179,9 @@ fn last_done(store: &JobStore, md5: &str) -> Option<(Arc<Task>, Arc<Variant>, Ar
     Some((task, variant, done))
 }
 
-/// 32 hexadecimal digits: the md5 of an upload.
+/// 32 hexadecimal digits: the md5 of an upload, by the job service's rule.
 pub fn is_md5(text: &str) -> bool {
-    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+    TaskKey::parse(text).is_some()
 }
 
 #[cfg(test)]
