@@ -1,5 +1,5 @@
-// pixpress web app: helpers shared by the Compress and Rooms views, and the
-// hash router that switches between them. No dependencies, no build step.
+// pixpress web app: helpers shared by the views (Compress, Rooms, Chat,
+// Settings), the sign-in credentials, and the hash router between the views. No dependencies, no build step.
 'use strict';
 
 window.pixpress = (function () {
@@ -8,10 +8,69 @@ window.pixpress = (function () {
     return new URL('../' + path, document.baseURI).toString();
   }
 
-  /** WebSocket URL of a server path on the same host. */
-  function wsUrl(path) {
+  // ---- sign-in: an API key and a signed token, kept for this tab only ----
+
+  const CREDENTIALS_KEY = 'pixpress.credentials';
+  let unsaved = { apiKey: '', token: '' }; // when sessionStorage is unavailable
+
+  /** The API key and signed token entered in Settings ('' when not set). */
+  function credentials() {
+    try {
+      const raw = sessionStorage.getItem(CREDENTIALS_KEY);
+      if (raw === null) return { ...unsaved };
+      const saved = JSON.parse(raw);
+      return {
+        apiKey: typeof saved.apiKey === 'string' ? saved.apiKey : '',
+        token: typeof saved.token === 'string' ? saved.token : '',
+      };
+    } catch (_) {
+      return { ...unsaved };
+    }
+  }
+
+  function saveCredentials(apiKey, token) {
+    const value = { apiKey: String(apiKey || '').trim(), token: String(token || '').trim() };
+    unsaved = value;
+    try {
+      if (value.apiKey || value.token) sessionStorage.setItem(CREDENTIALS_KEY, JSON.stringify(value));
+      else sessionStorage.removeItem(CREDENTIALS_KEY);
+    } catch (_) {
+      // no storage: kept in memory until the page is reloaded
+    }
+    window.dispatchEvent(new CustomEvent('pixpress:credentials'));
+  }
+
+  /** Headers for the HTTP API: `Authorization: Bearer <API key>` when a key is set. */
+  function authHeaders(headers) {
+    const out = { ...(headers || {}) };
+    const { apiKey } = credentials();
+    if (apiKey) out.Authorization = 'Bearer ' + apiKey;
+    return out;
+  }
+
+  /** The `sub` of the signed token, read (not verified) to show who one is, or ''. */
+  function tokenSubject() {
+    const part = credentials().token.split('.')[1];
+    if (!part) return '';
+    try {
+      const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
+      const bytes = fromBase64(b64.padEnd(Math.ceil(b64.length / 4) * 4, '='));
+      const claims = JSON.parse(new TextDecoder().decode(bytes));
+      return typeof claims.sub === 'string' ? claims.sub : '';
+    } catch (_) {
+      return '';
+    }
+  }
+
+  /** WebSocket URL of a server path on the same host, with `?token=` when a token is set. */
+  function wsUrl(path, params) {
     const url = new URL('../' + path, document.baseURI);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    for (const [key, value] of Object.entries(params || {})) {
+      if (value !== undefined && value !== null && value !== '') url.searchParams.set(key, value);
+    }
+    const { token } = credentials();
+    if (token) url.searchParams.set('token', token);
     return url.toString();
   }
 
@@ -82,29 +141,53 @@ window.pixpress = (function () {
     return FORMAT_NAMES[key] || key.toUpperCase();
   }
 
-  // Server facts shown in hints (GET / with Accept: application/json).
+  // Server facts (GET / with Accept: application/json): limits, formats,
+  // default qualities, chunk size and which credentials are needed.
   const info = fetch(api(''), { headers: { Accept: 'application/json' } })
     .then((res) => (res.ok ? res.json() : null))
     .catch(() => null);
 
-  // Router: #compress and #rooms select a view; other fragments are ignored.
-  const views = { compress: 'view-compress', rooms: 'view-rooms' };
-  let current = null;
+  // Router: #compress, #rooms, #chat and #settings select a view; other
+  // fragments are ignored.
+  const views = {
+    compress: { id: 'view-compress', title: 'Compress' },
+    rooms: { id: 'view-rooms', title: 'Rooms' },
+    chat: { id: 'view-chat', title: 'Chat' },
+    settings: { id: 'view-settings', title: 'Settings' },
+  };
+  let shown = null;
   function route() {
     const name = location.hash.replace(/^#/, '').split('?')[0];
-    const chosen = views[name] ? name : current || 'compress';
-    if (chosen === current) return;
-    current = chosen;
-    for (const [key, id] of Object.entries(views)) {
-      document.getElementById(id).hidden = key !== chosen;
+    const chosen = views[name] ? name : shown || 'compress';
+    if (chosen === shown) return;
+    shown = chosen;
+    for (const [key, view] of Object.entries(views)) {
+      document.getElementById(view.id).hidden = key !== chosen;
       const link = document.getElementById('nav-' + key);
       if (key === chosen) link.setAttribute('aria-current', 'page');
       else link.removeAttribute('aria-current');
     }
-    document.title = (chosen === 'rooms' ? 'Rooms' : 'Compress') + ' \u2013 pixpress';
+    document.title = views[chosen].title + ' \u2013 pixpress';
+    window.dispatchEvent(new CustomEvent('pixpress:view', { detail: chosen }));
   }
   window.addEventListener('hashchange', route);
   document.addEventListener('DOMContentLoaded', route);
 
-  return { api, wsUrl, formatBytes, formatDims, formatName, el, decodeDims, delay, toBase64, fromBase64, info };
+  return {
+    api,
+    wsUrl,
+    authHeaders,
+    credentials,
+    saveCredentials,
+    tokenSubject,
+    formatBytes,
+    formatDims,
+    formatName,
+    el,
+    decodeDims,
+    delay,
+    toBase64,
+    fromBase64,
+    info,
+  };
 })();

@@ -8,13 +8,13 @@
   const el = P.el;
   const MAX_PARALLEL = 3; // files in flight at once; the rest wait their turn
   const MAX_BUSY_RETRIES = 6; // automatic retries when the server is busy
-  const DEFAULT_QUALITY = { webp: 80, jpg: 80, png: 80, avif: 60 };
   const EXTENSIONS = { webp: 'webp', jpg: 'jpg', jpeg: 'jpg', png: 'png', avif: 'avif' };
 
   const form = document.getElementById('compress-options');
   const formatInput = document.getElementById('opt-format');
   const qualityInput = document.getElementById('opt-quality');
   const qualityOutput = document.getElementById('opt-quality-value');
+  const qualityAuto = document.getElementById('opt-quality-auto');
   const widthInput = document.getElementById('opt-width');
   const heightInput = document.getElementById('opt-height');
   const budgetInput = document.getElementById('opt-budget');
@@ -31,6 +31,7 @@
   let running = 0;
   let qualityTouched = false;
   let maxUploadBytes = null;
+  let defaultQuality = {}; // per format, from GET /
 
   /** A failed request, with what the server said about it. */
   class RequestError extends Error {
@@ -72,7 +73,9 @@
         return 'The server did not accept these settings' + detail + '.';
       case 401:
       case 403:
-        return 'This server only accepts uploads with an API key.';
+        return P.credentials().apiKey
+          ? 'The server did not accept the API key. Check it in Settings, then try again.'
+          : 'This server only accepts uploads with an API key. Enter it in Settings, then try again.';
       case 404:
         return 'The server no longer has this file; add it again.';
       case 413: {
@@ -101,7 +104,8 @@
 
   function readOptions() {
     const format = formatInput.value;
-    const options = { format, quality: Number.parseInt(qualityInput.value, 10) };
+    const auto = format === 'auto' || qualityAuto.checked;
+    const options = { format, quality: auto ? 'auto' : Number.parseInt(qualityInput.value, 10) };
     const width = Number.parseInt(widthInput.value, 10);
     const height = Number.parseInt(heightInput.value, 10);
     const budgetKb = Number.parseFloat(budgetInput.value);
@@ -253,7 +257,9 @@
       const xhr = new XMLHttpRequest();
       item.xhr = xhr;
       xhr.open('POST', P.api('upload'));
-      xhr.setRequestHeader('Accept', 'application/json');
+      for (const [name, value] of Object.entries(P.authHeaders({ Accept: 'application/json' }))) {
+        xhr.setRequestHeader(name, value);
+      }
       setState(item, 'uploading', 'Uploading 0%', 0);
       xhr.upload.onprogress = (event) => {
         if (!event.lengthComputable || event.total === 0) return;
@@ -286,9 +292,21 @@
   /** The variants of this job that match what we asked for. */
   function ourVariants(item, variants) {
     const format = String(item.format).toLowerCase();
-    const mine = variants.filter(
-      (v) => String(v.format).toLowerCase() === format && (v.quality === undefined || v.quality === item.quality),
-    );
+    let mine;
+    if (item.quality === 'auto') {
+      // An auto variant always carries its target, and says `auto` for what
+      // it chooses until it is done.
+      mine = variants.filter((v) => {
+        if (v.target === undefined) return false;
+        const vf = String(v.format).toLowerCase();
+        if (format === 'auto') return v.status === 'done' || v.status === 'failed' || vf === 'auto';
+        return vf === format;
+      });
+    } else {
+      mine = variants.filter(
+        (v) => v.target === undefined && String(v.format).toLowerCase() === format && (v.quality === undefined || v.quality === item.quality),
+      );
+    }
     return mine.length > 0 ? mine : variants;
   }
 
@@ -300,7 +318,7 @@
       const url = P.api('status/' + encodeURIComponent(item.md5) + (wait ? '?wait=' + wait : ''));
       let res;
       try {
-        res = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+        res = await fetch(url, { headers: P.authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
       } catch (_) {
         throw new RequestError(0, null, null);
       }
@@ -335,6 +353,7 @@
       let res;
       try {
         res = await fetch(P.api('download/' + encodeURIComponent(item.md5) + '?' + downloadQuery(item)), {
+          headers: P.authHeaders(),
           cache: 'no-store',
         });
       } catch (_) {
@@ -344,11 +363,25 @@
       if (!res.ok) throw await RequestError.from(res);
       const blob = await res.blob();
       const variant = variants.find((v) => v.status === 'done' && v.size === blob.size) || null;
+      // What an automatic choice settled on: the answer's headers, else the status.
+      const chosenFormat = res.headers.get('X-Pixpress-Format') || (variant && variant.format) || item.format;
+      const chosenQuality = res.headers.get('X-Pixpress-Quality');
+      const chosenScore = res.headers.get('X-Pixpress-Score');
       item.result = {
         blob,
         size: blob.size,
         url: URL.createObjectURL(blob),
-        name: resultName(item.file.name, item.format),
+        name: resultName(item.file.name, chosenFormat),
+        format: chosenFormat,
+        auto:
+          item.quality === 'auto'
+            ? {
+                quality: chosenQuality !== null ? Number(chosenQuality) : variant && Number.isFinite(variant.quality) ? variant.quality : null,
+                score: chosenScore !== null ? Number(chosenScore) : variant && Number.isFinite(variant.score) ? variant.score : null,
+                target: variant && Number.isFinite(variant.target) ? variant.target : null,
+                targetMet: variant ? variant.target_met : undefined,
+              }
+            : null,
         width: variant ? variant.width : null,
         height: variant ? variant.height : null,
         originalSize: variant && variant.original_size ? variant.original_size : item.file.size,
@@ -380,7 +413,7 @@
       ' \u2192 After: ',
       el('data', { class: 'result-size', value: result.size, text: P.formatBytes(result.size) }),
       ' ',
-      el('span', { class: 'result-format', text: P.formatName(item.format) }),
+      el('span', { class: 'result-format', text: P.formatName(result.format) }),
       result.width !== null
         ? el('span', {
             class: 'result-dims',
@@ -401,11 +434,34 @@
       'aria-label': 'Download ' + result.name,
     });
 
-    item.resultBox.replaceChildren(sizes, compareView(item, before, after));
+    item.resultBox.replaceChildren(sizes, ...autoFacts(result), compareView(item, before, after));
     item.actions.prepend(download);
     item.resultBox.hidden = false;
     setState(item, 'done', 'Done', 100);
     item.progress.hidden = true;
+  }
+
+  /** What an automatic quality or format chose: format, quality and score. */
+  function autoFacts(result) {
+    const auto = result.auto;
+    if (!auto) return [];
+    const parts = ['Auto chose ' + P.formatName(result.format)];
+    parts.push(auto.quality !== null ? 'quality ' + auto.quality : 'the original (smallest as it was)');
+    let scoreText = 'no score';
+    if (auto.score !== null) {
+      scoreText = 'score ' + auto.score.toFixed(2);
+      if (auto.target !== null) scoreText += ' (target ' + auto.target + (auto.targetMet === false ? ', not reached' : '') + ')';
+    }
+    parts.push(scoreText);
+    return [
+      el('p', {
+        class: 'auto-choice',
+        'data-format': result.format,
+        'data-quality': auto.quality === null ? '' : auto.quality,
+        'data-score': auto.score === null ? '' : auto.score,
+        text: parts.join(', ') + '.',
+      }),
+    ];
   }
 
   /** Original and result on top of each other; a slider moves the split. */
@@ -531,12 +587,22 @@
     qualityTouched = true;
     qualityOutput.value = qualityInput.value;
   });
+  /** Auto format chooses the quality too; auto quality has no slider. */
+  function syncQuality() {
+    const autoFormat = formatInput.value === 'auto';
+    if (autoFormat) qualityAuto.checked = true;
+    qualityAuto.disabled = autoFormat;
+    qualityInput.disabled = qualityAuto.checked;
+    qualityOutput.value = qualityAuto.checked ? 'Auto' : qualityInput.value;
+  }
   formatInput.addEventListener('change', () => {
-    if (!qualityTouched) {
-      qualityInput.value = DEFAULT_QUALITY[formatInput.value] || 80;
-      qualityOutput.value = qualityInput.value;
+    if (!qualityTouched && defaultQuality[formatInput.value] !== undefined) {
+      qualityInput.value = defaultQuality[formatInput.value];
     }
+    if (formatInput.value !== 'auto' && qualityAuto.disabled) qualityAuto.checked = false;
+    syncQuality();
   });
+  qualityAuto.addEventListener('change', syncQuality);
   form.addEventListener('submit', (event) => event.preventDefault());
 
   P.info.then((info) => {
@@ -547,7 +613,14 @@
     }
     if (Array.isArray(info.formats)) {
       for (const option of Array.from(formatInput.options)) {
-        option.disabled = !info.formats.includes(option.value);
+        option.disabled = option.value !== 'auto' && !info.formats.includes(option.value);
+      }
+    }
+    if (info.default_quality && typeof info.default_quality === 'object') {
+      defaultQuality = info.default_quality;
+      if (!qualityTouched && defaultQuality[formatInput.value] !== undefined) {
+        qualityInput.value = defaultQuality[formatInput.value];
+        syncQuality();
       }
     }
   });

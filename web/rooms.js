@@ -6,7 +6,7 @@
 (function () {
   const P = window.pixpress;
   const el = P.el;
-  const CHUNK_BYTES = 24576; // 32768 base64 characters, the server's chunk limit
+  const FALLBACK_CHUNK_CHARS = 32768; // the protocol's default, for a server that does not say
   const SEND_BUFFER_LIMIT = 1 << 20; // pause sending while this much is unsent
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
 
@@ -54,7 +54,7 @@
 
   function connect() {
     const s = session;
-    const url = P.wsUrl('ws/share/' + encodeURIComponent(s.room) + '?name=' + encodeURIComponent(s.name));
+    const url = P.wsUrl('ws/share/' + encodeURIComponent(s.room), { name: s.name });
     setConn('connecting', s.attempts === 0 ? 'Connecting\u2026' : 'Reconnecting\u2026');
     const ws = new WebSocket(url);
     s.ws = ws;
@@ -88,7 +88,8 @@
       const wait = BACKOFF_MS[Math.min(s.attempts, BACKOFF_MS.length - 1)];
       const jittered = Math.round(wait * (0.8 + Math.random() * 0.4));
       s.attempts += 1;
-      const reason = s.everOpened ? 'Connection lost' : 'Could not join the room';
+      let reason = s.everOpened ? 'Connection lost' : 'Could not join the room';
+      if (!s.everOpened && P.credentials().token) reason += ': the server may not accept the signed token (see Settings)';
       const why = event.reason ? ' (' + event.reason + ')' : '';
       setConn('retrying', reason + why + '. Trying again in ' + Math.max(1, Math.round(jittered / 1000)) + ' s\u2026');
       s.timer = setTimeout(() => {
@@ -104,7 +105,15 @@
     return true;
   }
 
-  function join(room, name) {
+  async function join(room, name) {
+    const facts = await P.info;
+    if (facts && facts.auth && facts.auth.token && !P.credentials().token) {
+      document.getElementById('rooms-auth-note').hidden = false;
+      document.getElementById('rooms-auth-note').querySelector('a')?.focus();
+      return;
+    }
+    // With a signed token the server names the member after the token's user.
+    name = P.tokenSubject() || name;
     leave();
     session = newSession(room, name);
     roomLabel.textContent = room;
@@ -326,6 +335,9 @@
     upload.card.setProgress(0, 'Uploading 0%');
     const ws = s.ws;
     try {
+      const facts = await P.info;
+      const chunkChars = (facts && facts.share && facts.share.chunk_size) || FALLBACK_CHUNK_CHARS;
+      const CHUNK_BYTES = Math.max(3, Math.floor(chunkChars / 4) * 3); // base64: 4 characters per 3 bytes
       const bytes = new Uint8Array(await file.arrayBuffer());
       const total = Math.max(1, Math.ceil(bytes.length / CHUNK_BYTES));
       const base = { filename: upload.filename, uploadId: id };
@@ -468,5 +480,13 @@
   } catch (_) {
     // no storage: start empty
   }
+  /** With a signed token the member is the token's user: shown, not typed. */
+  function applyToken() {
+    const who = P.tokenSubject();
+    nameInput.readOnly = Boolean(who);
+    if (who) nameInput.value = who;
+  }
+  window.addEventListener('pixpress:credentials', applyToken);
+  applyToken();
   setConn('idle', '');
 })();

@@ -31,11 +31,11 @@ fn missing_prerequisites() -> Vec<String> {
             chromium.display()
         ));
     }
-    if !web_dir()
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        missing.push("playwright-core: npm ci --prefix tests/web".to_owned());
+    for module in ["playwright-core", "axe-core"] {
+        let manifest = format!("node_modules/{module}/package.json");
+        if !web_dir().join(manifest).exists() {
+            missing.push(format!("{module}: npm ci --prefix tests/web"));
+        }
     }
     missing
 }

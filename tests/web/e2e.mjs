@@ -1,27 +1,41 @@
 // End-to-end tests of the web app in headless Chromium.
 //
 //   node tests/web/e2e.mjs http://127.0.0.1:8080 [--update-docs]
+//        [--api-key=KEY --jwt-secret=SECRET]
 //
 // PIXPRESS_E2E_ONLY=room runs only the checks whose name contains "room".
 // Drives the real app served by a running pixpress at the given base URL.
+// With --api-key and --jwt-secret (a server with auth.api_keys and
+// auth.jwt_secret set) every page first signs in through Settings, and the
+// checks of what a page says without credentials run too.
+// axe-core checks every page and state for serious or critical problems.
 // Screenshots go to tests/web/artifacts/; with --update-docs the page
 // screenshots are also copied to docs/img/ for the README.
 // Exits 0 when every check passed, 1 otherwise.
 
 import assert from 'node:assert/strict';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdir, readFile, copyFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launch } from './launch.mjs';
 
+const require = createRequire(import.meta.url);
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixtures = path.join(here, 'fixtures');
-const artifacts = path.join(here, 'artifacts');
 const docsImg = path.join(here, '..', '..', 'docs', 'img');
 
 const args = process.argv.slice(2);
 const base = (args.find((a) => !a.startsWith('--')) || '').replace(/\/+$/, '');
 const updateDocs = args.includes('--update-docs');
+const option = (name) => (args.find((a) => a.startsWith(`--${name}=`)) || '').slice(name.length + 3);
+const apiKey = option('api-key');
+const jwtSecret = option('jwt-secret');
+const authOn = Boolean(apiKey || jwtSecret);
+// The run with auth on keeps its screenshots apart.
+const artifacts = path.join(here, 'artifacts', authOn ? 'auth' : '');
 if (!/^https?:\/\//.test(base)) {
   console.error('usage: node e2e.mjs <base-url, e.g. http://127.0.0.1:8080> [--update-docs]');
   process.exit(2);
@@ -36,6 +50,61 @@ const FIXTURES = ['rocket.jpg', 'horse.png', 'camera.png'];
 const MAX_WIDTH = 480;
 
 // ---- helpers ----------------------------------------------------------------
+
+/** An HS256 token for `sub`, as the server's `auth.jwt_secret` verifies it. */
+function signedToken(sub, secret = jwtSecret) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const body = part({ alg: 'HS256', typ: 'JWT' }) + '.' + part({ sub, exp: Math.floor(Date.now() / 1000) + 3600 });
+  return body + '.' + createHmac('sha256', secret).update(body).digest('base64url');
+}
+
+/** Headers for direct API calls of the test itself. */
+function apiHeaders() {
+  return apiKey ? { Authorization: 'Bearer ' + apiKey } : {};
+}
+
+const axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
+const axeChecked = [];
+
+/** Runs axe-core on the page as it is: no serious or critical violations. */
+async function axeCheck(page, label) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) }));
+  });
+  assert.deepEqual(violations, [], `${label}: axe-core found serious or critical problems:\n${JSON.stringify(violations, null, 2)}`);
+  axeChecked.push(label);
+}
+
+/** Presses Tab until the focused element matches `selector`; fails after `max` presses. */
+async function tabTo(page, selector, max = 80) {
+  for (let i = 0; i < max; i++) {
+    if (await page.evaluate((sel) => document.activeElement && document.activeElement.matches(sel), selector)) return;
+    await page.keyboard.press('Tab');
+  }
+  const at = await page.evaluate(() => document.activeElement && document.activeElement.outerHTML.slice(0, 120));
+  assert.fail(`${selector} is not reachable with Tab (focus stayed at ${at})`);
+}
+
+/**
+ * On a server with auth on, signs the page in through Settings with the
+ * keyboard alone: the API key and a token for `user`. Does nothing otherwise.
+ */
+async function signIn(page, user) {
+  if (!authOn) return;
+  await page.goto(appUrl + '#settings');
+  await page.locator('#nav-settings').focus();
+  await tabTo(page, '#set-api-key');
+  await page.keyboard.type(apiKey);
+  await tabTo(page, '#set-token');
+  await page.keyboard.type(signedToken(user));
+  await tabTo(page, '#settings-save');
+  await page.keyboard.press('Enter');
+  await page.locator('#settings-status', { hasText: `A signed token for user ${user} is set.` }).waitFor({ timeout: UI_TIMEOUT });
+}
 
 /** Width and height from a WebP file's header, or null when it is not WebP. */
 function webpDims(bytes) {
@@ -125,9 +194,11 @@ async function screenshot(page, name, toDocs) {
 }
 
 async function joinRoom(page, room, name) {
+  await signIn(page, name);
   await page.goto(appUrl + '#rooms');
   await page.getByLabel('Room', { exact: true }).fill(room);
-  await page.getByLabel('Your name').fill(name);
+  if (authOn) assert.equal(await page.getByLabel('Your name').inputValue(), name, 'the name is the token\'s user');
+  else await page.getByLabel('Your name').fill(name);
   await page.getByRole('button', { name: 'Join room' }).click();
   await page.locator('#conn-status', { hasText: 'Connected as ' + name }).waitFor({ timeout: UI_TIMEOUT });
 }
@@ -171,11 +242,32 @@ check('the app is served at /app/ and links both pages', async () => {
   await page.getByRole('link', { name: 'Rooms' }).click();
   await page.getByRole('heading', { name: 'Rooms', exact: true }).waitFor({ timeout: UI_TIMEOUT });
   assert.equal(await page.locator('#view-compress').isHidden(), true);
+  await axeCheck(page, 'rooms: empty');
+  await page.getByRole('link', { name: 'Chat' }).click();
+  await page.getByRole('heading', { name: 'Chat', exact: true }).waitFor({ timeout: UI_TIMEOUT });
+  await axeCheck(page, 'chat: not connected');
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Settings', exact: true }).waitFor({ timeout: UI_TIMEOUT });
+  await axeCheck(page, 'settings');
+  await screenshot(page, 'settings.png', true);
   // Keyboard: the file picker is reachable with Tab and shows focus.
   await page.getByRole('link', { name: 'Compress' }).click();
+  await axeCheck(page, 'compress: empty');
   await page.getByLabel('Size budget (kB)').focus();
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'file-input');
+  // Keyboard: Auto format from the format list turns on Auto quality.
+  await page.locator('#nav-compress').focus();
+  await tabTo(page, '#opt-format');
+  await page.keyboard.press('ArrowUp');
+  assert.equal(await page.locator('#opt-format').inputValue(), 'auto');
+  assert.equal(await page.locator('#opt-quality-auto').isChecked(), true);
+  assert.equal(await page.locator('#opt-quality-value').textContent(), 'Auto');
+  // The default qualities come from the server: WebP's is its default.
+  const facts = await (await fetch(base + '/', { headers: { Accept: 'application/json' } })).json();
+  await page.locator('#opt-format').selectOption('webp');
+  assert.equal(await page.locator('#opt-quality-auto').isChecked(), false);
+  assert.equal(Number(await page.locator('#opt-quality').inputValue()), facts.default_quality.webp);
   assert.deepEqual(problems, [], 'no script errors');
   await page.close();
 });
@@ -184,10 +276,25 @@ check('three images compress to WebP and download with the shown sizes', async (
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();
   shared.compressPage = page;
+  await signIn(page, 'compressor');
   await page.goto(appUrl + '#compress');
   await page.getByLabel('Format').selectOption('webp');
   await page.getByLabel('Max width (px)').fill(String(MAX_WIDTH));
+  // The first upload is held until the page was checked while uploading.
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  let holding = true;
+  await page.route('**/upload', async (route) => {
+    if (holding) {
+      holding = false;
+      await held;
+    }
+    await route.continue();
+  });
   await page.getByLabel('Choose images…').setInputFiles(FIXTURES.map((f) => path.join(fixtures, f)));
+  await page.locator('#file-list > li[data-state="uploading"]').first().waitFor({ timeout: UI_TIMEOUT });
+  await axeCheck(page, 'compress: uploading');
+  release();
 
   const items = page.locator('#file-list > li');
   await page.waitForFunction(
@@ -253,6 +360,7 @@ check('three images compress to WebP and download with the shown sizes', async (
     assert.ok(entry.data.equals(downloads[i].bytes), `${entry.name}: zip entry equals the single download`);
   }
   assert.match(await page.locator('#compress-summary').textContent(), /3 of 3 done/);
+  await axeCheck(page, 'compress: done');
 });
 
 check('a text file named .jpg is refused with a plain message on that file', async () => {
@@ -269,6 +377,7 @@ check('a text file named .jpg is refused with a plain message on that file', asy
   assert.match(await item.locator('.file-error').textContent(), /not an image the server can read/);
   assert.equal(await item.getByRole('button', { name: 'Try again' }).isVisible(), true);
   assert.match(await page.locator('#compress-summary').textContent(), /1 failed/);
+  await axeCheck(page, 'compress: error');
   await screenshot(page, 'compress.png', true);
   await page.setViewportSize({ width: 390, height: 844 });
   await noHorizontalScroll(page, 'compress at phone width');
@@ -335,6 +444,7 @@ check('two pages in one room see each other’s text and image; a late joiner ge
   assert.deepEqual(order, ['Hello from Alice', 'Hi Alice, Bob here']);
 
   await alice.locator('.msg-image img.received').first().evaluate((img) => img.decode());
+  await axeCheck(alice, 'rooms: with messages');
   await screenshot(alice, 'rooms.png', true);
   await alice.setViewportSize({ width: 390, height: 844 });
   await noHorizontalScroll(alice, 'rooms at phone width');
@@ -374,6 +484,287 @@ check('a dropped room connection reconnects without repeating the history', asyn
   await alice.context().close();
 });
 
+check('Auto format and quality show the format, quality and score the server chose', async () => {
+  const page = await (await browser.newContext({ viewport: { width: 1100, height: 900 } })).newPage();
+  await signIn(page, 'auto');
+  await page.goto(appUrl + '#compress');
+  await page.getByLabel('Format').selectOption('auto');
+  assert.equal(await page.getByLabel('Auto quality').isChecked(), true);
+  assert.equal(await page.getByLabel('Auto quality').isDisabled(), true, 'Auto format always chooses the quality');
+  const fixture = path.join(fixtures, 'horse.png');
+  await page.getByLabel('Choose images…').setInputFiles(fixture);
+  const item = page.locator('#file-list > li').first();
+  await page.waitForFunction(() => document.querySelector('#file-list > li[data-state="done"], #file-list > li[data-state="error"]'), null, {
+    timeout: JOB_TIMEOUT,
+  });
+  assert.equal(await item.getAttribute('data-state'), 'done', await item.textContent());
+  const choice = item.locator('.auto-choice');
+  const format = await choice.getAttribute('data-format');
+  const quality = await choice.getAttribute('data-quality');
+  const score = await choice.getAttribute('data-score');
+
+  // What the page shows is what the server reports for the auto variant.
+  const md5 = createHash('md5').update(await readFile(fixture)).digest('hex');
+  const variants = await (await fetch(`${base}/status/${md5}`, { headers: apiHeaders() })).json();
+  const auto = variants.find((v) => v.target !== undefined && v.status === 'done');
+  assert.ok(auto, 'the server has a done auto variant: ' + JSON.stringify(variants));
+  assert.equal(format, auto.format);
+  assert.equal(quality, auto.quality === null ? '' : String(auto.quality));
+  assert.equal(score === '' ? null : Number(score), auto.score === undefined ? null : auto.score);
+  const names = { webp: 'WebP', jpg: 'JPEG', png: 'PNG', avif: 'AVIF' };
+  let expected = `Auto chose ${names[auto.format]}, `;
+  expected += auto.quality === null ? 'the original' : `quality ${auto.quality}`;
+  assert.ok((await choice.textContent()).startsWith(expected), `${await choice.textContent()} starts with ${expected}`);
+  if (auto.score !== undefined) assert.match(await choice.textContent(), new RegExp(`score ${auto.score.toFixed(2)} \\(target ${auto.target}`));
+  assert.equal((await item.locator('.result-format').textContent()).trim(), names[auto.format]);
+
+  const { name, bytes } = await downloadBytes(page, () => item.getByRole('link', { name: /^Download / }).click());
+  const ext = { webp: 'webp', jpg: 'jpg', png: 'png', avif: 'avif' }[auto.format];
+  assert.equal(name, 'horse.' + ext);
+  assert.equal(bytes.length, auto.size, 'the download is the auto variant');
+  await axeCheck(page, 'compress: auto result');
+  await page.context().close();
+});
+
+async function chatConnect(page, user) {
+  await signIn(page, user);
+  await page.goto(appUrl + '#chat');
+  const field = page.getByLabel('Your user id');
+  if (authOn) assert.equal(await field.inputValue(), user, 'the user is the token\'s');
+  else await field.fill(user);
+  await page.getByRole('button', { name: 'Connect' }).click();
+  await page.locator('#chat-conn', { hasText: 'Connected as ' + user }).waitFor({ timeout: UI_TIMEOUT });
+}
+
+function chatMessage(page, text) {
+  return page.locator('#chat-messages li[data-id]', { has: page.locator('.msg-text', { hasText: text }) });
+}
+
+function chatIds(page) {
+  return page.locator('#chat-messages li[data-id]').evaluateAll((items) => items.map((li) => Number(li.dataset.id)));
+}
+
+async function sendChat(page, text) {
+  await page.getByLabel('Message', { exact: true }).fill(text);
+  await page.getByLabel('Message', { exact: true }).press('Enter');
+  await chatMessage(page, text).waitFor({ timeout: UI_TIMEOUT });
+}
+
+function watchErrors(page) {
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(err.message));
+  return problems;
+}
+
+check('two users chat: unread counts, ticks, typing, presence, an image, edit, delete, paging back', async () => {
+  const alice = await (await browser.newContext({ viewport: { width: 1100, height: 900 } })).newPage();
+  const aliceErrors = watchErrors(alice);
+  // Alice signs in, opens the chat with Bob and writes, with the keyboard alone.
+  await signIn(alice, 'alice');
+  await alice.goto(appUrl + '#chat');
+  await alice.locator('#nav-chat').focus();
+  await tabTo(alice, '#chat-user');
+  if (!authOn) await alice.keyboard.type('alice');
+  await alice.keyboard.press('Enter');
+  await alice.locator('#chat-conn', { hasText: 'Connected as alice' }).waitFor({ timeout: UI_TIMEOUT });
+  await axeCheck(alice, 'chat: connected, no chats');
+  await tabTo(alice, '#chat-with');
+  await alice.keyboard.type('bob');
+  await alice.keyboard.press('Enter');
+  await alice.locator('#chat-peer', { hasText: 'bob' }).waitFor({ timeout: UI_TIMEOUT });
+  await tabTo(alice, '#chat-text');
+  await alice.keyboard.type('Hi Bob');
+  await alice.keyboard.press('Enter');
+  const first = chatMessage(alice, 'Hi Bob');
+  await first.waitFor({ timeout: UI_TIMEOUT });
+  assert.equal(await first.locator('.ticks').getAttribute('data-status'), 'sent');
+
+  // Bob's page drops its connection when the test says so (below).
+  const bobContext = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const bobSockets = [];
+  let refuseBob = false;
+  await bobContext.routeWebSocket(/\/ws\/chat/, (ws) => {
+    if (refuseBob) {
+      ws.close({ code: 1011, reason: 'refused by the test' });
+      return;
+    }
+    ws.connectToServer();
+    bobSockets.push(ws);
+  });
+  const bob = await bobContext.newPage();
+  const bobErrors = watchErrors(bob);
+  await chatConnect(bob, 'bob');
+  const bobsChat = bob.locator('#chat-list button[data-chat="alice"]');
+  await bobsChat.locator('.badge[data-unread="1"]').waitFor({ timeout: UI_TIMEOUT });
+  assert.match(await bobsChat.getAttribute('aria-label'), /1 unread/);
+  await alice.locator('#chat-presence[data-presence="online"]', { hasText: 'bob is online' }).waitFor({ timeout: UI_TIMEOUT });
+  await first.locator('.ticks[data-status="delivered"]').waitFor({ timeout: UI_TIMEOUT });
+  await axeCheck(bob, 'chat: list with unread');
+
+  await bobsChat.click();
+  await chatMessage(bob, 'Hi Bob').waitFor({ timeout: UI_TIMEOUT });
+  await bob.locator('#chat-list button[data-chat="alice"] .badge').waitFor({ state: 'detached', timeout: UI_TIMEOUT });
+  await first.locator('.ticks[data-status="read"]').waitFor({ timeout: UI_TIMEOUT });
+
+  // Typing shows on the other side, and goes with the message.
+  await bob.getByLabel('Message', { exact: true }).pressSequentially('Hel');
+  await alice.locator('#chat-typing', { hasText: 'bob is typing' }).waitFor({ timeout: UI_TIMEOUT });
+  await bob.getByLabel('Message', { exact: true }).fill('Hello Alice');
+  await bob.getByLabel('Message', { exact: true }).press('Enter');
+  await chatMessage(alice, 'Hello Alice').waitFor({ timeout: UI_TIMEOUT });
+  await alice.waitForFunction(() => document.getElementById('chat-typing').textContent === '', null, { timeout: UI_TIMEOUT });
+  await chatMessage(bob, 'Hello Alice').locator('.ticks[data-status="read"]').waitFor({ timeout: UI_TIMEOUT });
+
+  // An image goes through the pipeline; both sides show its size and dimensions.
+  await alice.getByLabel('Send image…').setInputFiles(path.join(fixtures, 'rocket.jpg'));
+  let facts = null;
+  for (const page of [alice, bob]) {
+    const card = page.locator('#chat-messages li[data-id]', { has: page.locator('img.chat-image') });
+    await card.locator('.image-info').waitFor({ timeout: JOB_TIMEOUT });
+    const info = card.locator('.image-info');
+    const shown = {
+      width: Number(await info.getAttribute('data-width')),
+      height: Number(await info.getAttribute('data-height')),
+      size: Number(await info.getAttribute('data-size')),
+    };
+    assert.ok(shown.width > 0 && shown.height > 0 && shown.size > 0, 'size and dimensions are shown');
+    assert.equal((await info.textContent()).trim(), `WebP · ${shown.width} × ${shown.height} · ${formatBytes(shown.size)}`);
+    const img = card.locator('img.chat-image');
+    const decoded = await img.evaluate(async (node) => {
+      await node.decode();
+      return { width: node.naturalWidth, height: node.naturalHeight, src: node.src };
+    });
+    assert.deepEqual({ width: decoded.width, height: decoded.height }, { width: shown.width, height: shown.height });
+    const bytes = Buffer.from(await (await fetch(decoded.src)).arrayBuffer());
+    assert.equal(bytes.length, shown.size, 'the image has the size shown');
+    assert.deepEqual(webpDims(bytes), { width: shown.width, height: shown.height });
+    if (facts) assert.deepEqual(shown, facts, 'both sides show the same facts');
+    facts = shown;
+  }
+
+  // Alice edits her first message with the keyboard; Bob sees the new text.
+  await first.getByRole('button', { name: /^Edit message/ }).focus();
+  await alice.keyboard.press('Enter');
+  await alice.keyboard.type('Hi Bob, edited');
+  await alice.keyboard.press('Enter');
+  await chatMessage(bob, 'Hi Bob, edited').locator('.edited').waitFor({ timeout: UI_TIMEOUT });
+  await chatMessage(alice, 'Hi Bob, edited').waitFor({ timeout: UI_TIMEOUT });
+  assert.equal(await alice.evaluate(() => document.activeElement.textContent), 'Edit', 'focus returns to the message');
+  // Only one's own messages can be changed.
+  assert.equal(await chatMessage(alice, 'Hello Alice').getByRole('button').count(), 0);
+
+  // Deleting takes the message away on both sides.
+  await sendChat(alice, 'a mistake');
+  await chatMessage(bob, 'a mistake').waitFor({ timeout: UI_TIMEOUT });
+  await chatMessage(alice, 'a mistake').getByRole('button', { name: /^Delete message/ }).focus();
+  await alice.keyboard.press('Enter');
+  await chatMessage(bob, 'a mistake').waitFor({ state: 'detached', timeout: UI_TIMEOUT });
+  await chatMessage(alice, 'a mistake').waitFor({ state: 'detached', timeout: UI_TIMEOUT });
+
+  // More than a page of messages: a second device of Bob's pages back.
+  for (const text of ['one', 'two', 'three', 'four']) await sendChat(alice, 'count ' + text);
+  await chatMessage(bob, 'count four').waitFor({ timeout: UI_TIMEOUT });
+  const all = await chatIds(alice);
+  const pageSize = (await (await fetch(base + '/', { headers: { Accept: 'application/json' } })).json()).chat.page_size;
+  assert.ok(all.length > pageSize, `${all.length} messages are more than a page of ${pageSize}`);
+  const laptop = await (await browser.newContext({ viewport: { width: 1100, height: 900 } })).newPage();
+  await chatConnect(laptop, 'bob');
+  await laptop.locator('#chat-list button[data-chat="alice"]').click();
+  await chatMessage(laptop, 'count four').waitFor({ timeout: UI_TIMEOUT });
+  assert.deepEqual(await chatIds(laptop), all.slice(-pageSize), 'the newest page first');
+  await laptop.getByRole('button', { name: 'Load earlier messages' }).click();
+  await chatMessage(laptop, 'Hi Bob, edited').waitFor({ timeout: UI_TIMEOUT });
+  assert.deepEqual(await chatIds(laptop), all, 'paging back gives every message once, in order');
+  await laptop.getByRole('button', { name: 'Load earlier messages' }).waitFor({ state: 'hidden', timeout: UI_TIMEOUT });
+  await laptop.context().close();
+
+  await alice.locator('img.chat-image').evaluate((img) => img.decode());
+  await axeCheck(alice, 'chat: conversation with messages');
+  await screenshot(alice, 'chat.png', true);
+  await alice.setViewportSize({ width: 390, height: 844 });
+  await noHorizontalScroll(alice, 'chat at phone width');
+  await screenshot(alice, 'chat-phone.png', false);
+  await alice.setViewportSize({ width: 1100, height: 900 });
+
+  // Bob's connection drops and stays down while Alice writes three messages.
+  assert.equal(bobSockets.length, 1);
+  refuseBob = true;
+  await bobSockets[0].close({ code: 4000, reason: 'dropped by the test' });
+  await bob.locator('#chat-conn[data-state="retrying"]').waitFor({ timeout: UI_TIMEOUT });
+  await alice.locator('#chat-presence[data-presence="offline"]', { hasText: 'bob is offline' }).waitFor({ timeout: UI_TIMEOUT });
+  for (const n of [1, 2, 3]) await sendChat(alice, 'while away ' + n);
+  assert.equal(await chatMessage(alice, 'while away 3').locator('.ticks').getAttribute('data-status'), 'sent');
+  assert.equal(await chatMessage(bob, 'while away 1').count(), 0);
+
+  // Back again: it resumes after the last event it saw, with no gaps and no repeats.
+  refuseBob = false;
+  await bob.locator('#chat-messages .notice', { hasText: 'Reconnected.' }).waitFor({ timeout: UI_TIMEOUT });
+  await bob.locator('#chat-conn', { hasText: 'Connected as bob' }).waitFor({ timeout: UI_TIMEOUT });
+  await chatMessage(bob, 'while away 3').waitFor({ timeout: UI_TIMEOUT });
+  assert.equal(bobSockets.length, 2, 'one new connection reached the server');
+  const aliceIds = await chatIds(alice);
+  assert.deepEqual(await chatIds(bob), aliceIds, 'Bob has every message once, in order');
+  for (const text of ['Hello Alice', 'while away 1', 'while away 2']) assert.equal(await chatMessage(bob, text).count(), 1, text);
+  await alice.locator('#chat-presence[data-presence="online"]').waitFor({ timeout: UI_TIMEOUT });
+  await chatMessage(alice, 'while away 3').locator('.ticks[data-status="read"]').waitFor({ timeout: UI_TIMEOUT });
+  await axeCheck(bob, 'chat: after reconnecting');
+
+  assert.deepEqual(aliceErrors, [], 'no script errors on Alice\'s page');
+  assert.deepEqual(bobErrors, [], 'no script errors on Bob\'s page');
+  await bobContext.close();
+  await alice.context().close();
+});
+
+if (authOn) {
+  check('with auth on, a page without credentials says what it needs', async () => {
+    const page = await (await browser.newContext({ viewport: { width: 1100, height: 900 } })).newPage();
+    await page.goto(appUrl + '#compress');
+    await page.locator('#compress-auth-note', { hasText: 'only with an API key' }).waitFor({ timeout: UI_TIMEOUT });
+    await page.getByLabel('Choose images…').setInputFiles(path.join(fixtures, 'horse.png'));
+    const item = page.locator('#file-list > li').first();
+    await item.locator('.file-error').waitFor({ timeout: JOB_TIMEOUT });
+    assert.match(await item.locator('.file-error').textContent(), /only accepts uploads with an API key\. Enter it in Settings/);
+    await axeCheck(page, 'compress: API key needed');
+    await page.getByRole('link', { name: 'Rooms' }).click();
+    await page.locator('#rooms-auth-note', { hasText: 'only with a signed token' }).waitFor({ timeout: UI_TIMEOUT });
+    await page.getByRole('link', { name: 'Chat' }).click();
+    await page.locator('#chat-auth-note', { hasText: 'only with a signed token' }).waitFor({ timeout: UI_TIMEOUT });
+    await axeCheck(page, 'chat: token needed');
+
+    // Wrong credentials: the job API's 401 and the refused socket are explained.
+    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('API key').fill('not-the-key');
+    await page.getByLabel('Signed token').fill(signedToken('mallory', 'not-the-secret'));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#settings-status', { hasText: 'A signed token for user mallory is set.' }).waitFor({ timeout: UI_TIMEOUT });
+    assert.equal(await page.locator('#chat-auth-note').isHidden(), true);
+    await page.getByRole('link', { name: 'Compress' }).click();
+    await item.getByRole('button', { name: 'Try again' }).click();
+    await item.locator('.file-error', { hasText: 'did not accept the API key' }).waitFor({ timeout: JOB_TIMEOUT });
+    await page.getByRole('link', { name: 'Chat' }).click();
+    assert.equal(await page.getByLabel('Your user id').inputValue(), 'mallory');
+    await page.getByRole('button', { name: 'Connect' }).click();
+    await page.locator('#chat-conn', { hasText: 'may not accept the signed token' }).waitFor({ timeout: UI_TIMEOUT });
+    await axeCheck(page, 'chat: token refused');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+
+    // The right ones: the same file goes through.
+    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('API key').fill(apiKey);
+    await page.getByLabel('Signed token').fill(signedToken('mallory'));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('link', { name: 'Compress' }).click();
+    assert.equal(await page.locator('#compress-auth-note').isHidden(), true);
+    await item.getByRole('button', { name: 'Try again' }).click();
+    await page.locator('#file-list > li[data-state="done"]').waitFor({ timeout: JOB_TIMEOUT });
+    // Credentials stay with the tab: a reload keeps them.
+    await page.reload();
+    await page.getByRole('link', { name: 'Settings' }).click();
+    assert.equal(await page.getByLabel('API key').inputValue(), apiKey);
+    await page.context().close();
+  });
+}
+
 // ---- runner -----------------------------------------------------------------
 
 async function main() {
@@ -396,7 +787,8 @@ async function main() {
   } finally {
     await browser.close();
   }
-  console.log(`${selected.length - failed} of ${selected.length} checks passed; screenshots in ${artifacts}`);
+  console.log(`axe-core: no serious or critical problems in ${axeChecked.length} page states: ${axeChecked.join('; ')}`);
+  console.log(`${selected.length - failed} of ${selected.length} checks passed${authOn ? ' (auth on)' : ''}; screenshots in ${artifacts}`);
   return failed === 0 && selected.length > 0 ? 0 : 1;
 }
 

@@ -40,6 +40,9 @@ pub struct ServiceInfo {
     max_concurrent_tasks: usize,
     formats: Vec<&'static str>,
     queue: QueueView,
+    /// What the web app and other clients need to know beforehand.
+    #[serde(flatten)]
+    facts: super::facts::ClientFacts,
 }
 
 /// `GET /`: service facts as JSON, or the web app for a browser.
@@ -63,6 +66,7 @@ pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response
             queued: stats.queued,
             processing: stats.processing,
         },
+        facts: super::facts::ClientFacts::of(&state.settings),
     })
     .into_response()
 }

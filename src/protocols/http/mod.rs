@@ -4,6 +4,7 @@
 //! is in `jobs`, `files` and the pipeline.
 
 pub mod accept;
+pub mod facts;
 pub mod files;
 pub mod guard;
 pub mod health;

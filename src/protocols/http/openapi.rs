@@ -5,7 +5,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
-use super::{health, jobs_api};
+use super::{facts, health, jobs_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,11 @@ use super::{health, jobs_api};
     components(schemas(
         jobs_api::ServiceInfo,
         jobs_api::QueueView,
+        facts::ClientFacts,
+        facts::AuthFacts,
+        facts::AutoFacts,
+        facts::ShareFacts,
+        facts::ChatFacts,
         jobs_api::UploadAnswer,
         jobs_api::VariantView,
         jobs_api::QueuedView,
