@@ -359,20 +359,25 @@
     list.replaceChildren(
       ...chats.map((chat) => {
         const presence = s.presence.get(chat.id);
-        const unread = chat.unread > 0 ? chat.unread + ' unread' : '';
-        const label = [chat.id, presence || '', unread].filter(Boolean).join(', ');
         const button = el(
           'button',
           {
             type: 'button',
             class: 'chat-item',
             'data-chat': chat.id,
-            'aria-label': 'Chat with ' + label,
             'aria-current': s.open && s.open.id === chat.id ? 'true' : null,
             onclick: () => openChat(chat.id),
           },
-          el('span', { class: 'chat-item-name' }, presence ? el('span', { class: 'dot', 'data-presence': presence, 'aria-hidden': 'true' }) : null, chat.id),
-          chat.unread > 0 ? el('span', { class: 'badge', 'data-unread': chat.unread, text: String(chat.unread) }) : null,
+          el(
+            'span',
+            { class: 'chat-item-name' },
+            presence ? el('span', { class: 'dot', 'data-presence': presence, 'aria-hidden': 'true' }) : null,
+            chat.id,
+            presence ? el('span', { class: 'visually-hidden', text: ', ' + presence }) : null,
+          ),
+          chat.unread > 0
+            ? el('span', { class: 'badge', 'data-unread': chat.unread }, String(chat.unread), el('span', { class: 'visually-hidden', text: ' unread' }))
+            : null,
           el('span', { class: 'chat-item-last', text: chat.lastText }),
         );
         return el('li', {}, button);
@@ -549,7 +554,13 @@
     const old = messageList.querySelector('li[data-id="' + m.messageId + '"]');
     if (old) {
       if (old.querySelector('form.edit-form')) return; // being edited: keep the form
+      // Keep the keyboard where it was: on the same action of the new node.
+      const focused = old.contains(document.activeElement) ? document.activeElement.textContent : null;
       old.replaceWith(node);
+      if (focused !== null) {
+        const again = Array.from(node.querySelectorAll('button')).find((b) => b.textContent === focused);
+        if (again) again.focus();
+      }
       return;
     }
     // In id order: before the first message with a larger id.

@@ -545,8 +545,8 @@ function chatIds(page) {
 }
 
 async function sendChat(page, text) {
-  await page.getByLabel('Message', { exact: true }).fill(text);
-  await page.getByLabel('Message', { exact: true }).press('Enter');
+  await page.getByLabel('Your message', { exact: true }).fill(text);
+  await page.getByLabel('Your message', { exact: true }).press('Enter');
   await chatMessage(page, text).waitFor({ timeout: UI_TIMEOUT });
 }
 
@@ -557,21 +557,25 @@ function watchErrors(page) {
 }
 
 check('two users chat: unread counts, ticks, typing, presence, an image, edit, delete, paging back', async () => {
+  // Users of their own, so a run against a server that is already in use starts clean.
+  const stamp = Date.now().toString(36);
+  const ALICE = 'alice-' + stamp;
+  const BOB = 'bob-' + stamp;
   const alice = await (await browser.newContext({ viewport: { width: 1100, height: 900 } })).newPage();
   const aliceErrors = watchErrors(alice);
   // Alice signs in, opens the chat with Bob and writes, with the keyboard alone.
-  await signIn(alice, 'alice');
+  await signIn(alice, ALICE);
   await alice.goto(appUrl + '#chat');
   await alice.locator('#nav-chat').focus();
   await tabTo(alice, '#chat-user');
-  if (!authOn) await alice.keyboard.type('alice');
+  if (!authOn) await alice.keyboard.type(ALICE);
   await alice.keyboard.press('Enter');
-  await alice.locator('#chat-conn', { hasText: 'Connected as alice' }).waitFor({ timeout: UI_TIMEOUT });
+  await alice.locator('#chat-conn', { hasText: 'Connected as ' + ALICE }).waitFor({ timeout: UI_TIMEOUT });
   await axeCheck(alice, 'chat: connected, no chats');
   await tabTo(alice, '#chat-with');
-  await alice.keyboard.type('bob');
+  await alice.keyboard.type(BOB);
   await alice.keyboard.press('Enter');
-  await alice.locator('#chat-peer', { hasText: 'bob' }).waitFor({ timeout: UI_TIMEOUT });
+  await alice.locator('#chat-peer', { hasText: BOB }).waitFor({ timeout: UI_TIMEOUT });
   await tabTo(alice, '#chat-text');
   await alice.keyboard.type('Hi Bob');
   await alice.keyboard.press('Enter');
@@ -593,24 +597,24 @@ check('two users chat: unread counts, ticks, typing, presence, an image, edit, d
   });
   const bob = await bobContext.newPage();
   const bobErrors = watchErrors(bob);
-  await chatConnect(bob, 'bob');
-  const bobsChat = bob.locator('#chat-list button[data-chat="alice"]');
+  await chatConnect(bob, BOB);
+  const bobsChat = bob.locator(`#chat-list button[data-chat="${ALICE}"]`);
   await bobsChat.locator('.badge[data-unread="1"]').waitFor({ timeout: UI_TIMEOUT });
-  assert.match(await bobsChat.getAttribute('aria-label'), /1 unread/);
-  await alice.locator('#chat-presence[data-presence="online"]', { hasText: 'bob is online' }).waitFor({ timeout: UI_TIMEOUT });
+  assert.match(await bobsChat.textContent(), new RegExp(`^${ALICE}1 unread`));
+  await alice.locator('#chat-presence[data-presence="online"]', { hasText: BOB + ' is online' }).waitFor({ timeout: UI_TIMEOUT });
   await first.locator('.ticks[data-status="delivered"]').waitFor({ timeout: UI_TIMEOUT });
   await axeCheck(bob, 'chat: list with unread');
 
   await bobsChat.click();
   await chatMessage(bob, 'Hi Bob').waitFor({ timeout: UI_TIMEOUT });
-  await bob.locator('#chat-list button[data-chat="alice"] .badge').waitFor({ state: 'detached', timeout: UI_TIMEOUT });
+  await bob.locator(`#chat-list button[data-chat="${ALICE}"] .badge`).waitFor({ state: 'detached', timeout: UI_TIMEOUT });
   await first.locator('.ticks[data-status="read"]').waitFor({ timeout: UI_TIMEOUT });
 
   // Typing shows on the other side, and goes with the message.
-  await bob.getByLabel('Message', { exact: true }).pressSequentially('Hel');
-  await alice.locator('#chat-typing', { hasText: 'bob is typing' }).waitFor({ timeout: UI_TIMEOUT });
-  await bob.getByLabel('Message', { exact: true }).fill('Hello Alice');
-  await bob.getByLabel('Message', { exact: true }).press('Enter');
+  await bob.getByLabel('Your message', { exact: true }).pressSequentially('Hel');
+  await alice.locator('#chat-typing', { hasText: BOB + ' is typing' }).waitFor({ timeout: UI_TIMEOUT });
+  await bob.getByLabel('Your message', { exact: true }).fill('Hello Alice');
+  await bob.getByLabel('Your message', { exact: true }).press('Enter');
   await chatMessage(alice, 'Hello Alice').waitFor({ timeout: UI_TIMEOUT });
   await alice.waitForFunction(() => document.getElementById('chat-typing').textContent === '', null, { timeout: UI_TIMEOUT });
   await chatMessage(bob, 'Hello Alice').locator('.ticks[data-status="read"]').waitFor({ timeout: UI_TIMEOUT });
@@ -668,8 +672,8 @@ check('two users chat: unread counts, ticks, typing, presence, an image, edit, d
   const pageSize = (await (await fetch(base + '/', { headers: { Accept: 'application/json' } })).json()).chat.page_size;
   assert.ok(all.length > pageSize, `${all.length} messages are more than a page of ${pageSize}`);
   const laptop = await (await browser.newContext({ viewport: { width: 1100, height: 900 } })).newPage();
-  await chatConnect(laptop, 'bob');
-  await laptop.locator('#chat-list button[data-chat="alice"]').click();
+  await chatConnect(laptop, BOB);
+  await laptop.locator(`#chat-list button[data-chat="${ALICE}"]`).click();
   await chatMessage(laptop, 'count four').waitFor({ timeout: UI_TIMEOUT });
   assert.deepEqual(await chatIds(laptop), all.slice(-pageSize), 'the newest page first');
   await laptop.getByRole('button', { name: 'Load earlier messages' }).click();
@@ -691,7 +695,7 @@ check('two users chat: unread counts, ticks, typing, presence, an image, edit, d
   refuseBob = true;
   await bobSockets[0].close({ code: 4000, reason: 'dropped by the test' });
   await bob.locator('#chat-conn[data-state="retrying"]').waitFor({ timeout: UI_TIMEOUT });
-  await alice.locator('#chat-presence[data-presence="offline"]', { hasText: 'bob is offline' }).waitFor({ timeout: UI_TIMEOUT });
+  await alice.locator('#chat-presence[data-presence="offline"]', { hasText: BOB + ' is offline' }).waitFor({ timeout: UI_TIMEOUT });
   for (const n of [1, 2, 3]) await sendChat(alice, 'while away ' + n);
   assert.equal(await chatMessage(alice, 'while away 3').locator('.ticks').getAttribute('data-status'), 'sent');
   assert.equal(await chatMessage(bob, 'while away 1').count(), 0);
@@ -699,7 +703,7 @@ check('two users chat: unread counts, ticks, typing, presence, an image, edit, d
   // Back again: it resumes after the last event it saw, with no gaps and no repeats.
   refuseBob = false;
   await bob.locator('#chat-messages .notice', { hasText: 'Reconnected.' }).waitFor({ timeout: UI_TIMEOUT });
-  await bob.locator('#chat-conn', { hasText: 'Connected as bob' }).waitFor({ timeout: UI_TIMEOUT });
+  await bob.locator('#chat-conn', { hasText: 'Connected as ' + BOB }).waitFor({ timeout: UI_TIMEOUT });
   await chatMessage(bob, 'while away 3').waitFor({ timeout: UI_TIMEOUT });
   assert.equal(bobSockets.length, 2, 'one new connection reached the server');
   const aliceIds = await chatIds(alice);
