@@ -239,19 +239,19 @@ check('the app is served at /app/ and links both pages', async () => {
   assert.equal(page.url(), appUrl);
   await page.getByRole('heading', { name: 'Compress images' }).waitFor({ timeout: UI_TIMEOUT });
   assert.equal(await page.locator('#nav-compress').getAttribute('aria-current'), 'page');
-  await page.getByRole('link', { name: 'Rooms' }).click();
+  await page.getByRole('link', { name: 'Rooms', exact: true }).click();
   await page.getByRole('heading', { name: 'Rooms', exact: true }).waitFor({ timeout: UI_TIMEOUT });
   assert.equal(await page.locator('#view-compress').isHidden(), true);
   await axeCheck(page, 'rooms: empty');
-  await page.getByRole('link', { name: 'Chat' }).click();
+  await page.getByRole('link', { name: 'Chat', exact: true }).click();
   await page.getByRole('heading', { name: 'Chat', exact: true }).waitFor({ timeout: UI_TIMEOUT });
   await axeCheck(page, 'chat: not connected');
-  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('link', { name: 'Settings', exact: true }).click();
   await page.getByRole('heading', { name: 'Settings', exact: true }).waitFor({ timeout: UI_TIMEOUT });
   await axeCheck(page, 'settings');
   await screenshot(page, 'settings.png', true);
   // Keyboard: the file picker is reachable with Tab and shows focus.
-  await page.getByRole('link', { name: 'Compress' }).click();
+  await page.getByRole('link', { name: 'Compress', exact: true }).click();
   await axeCheck(page, 'compress: empty');
   await page.getByLabel('Size budget (kB)').focus();
   await page.keyboard.press('Tab');
@@ -729,23 +729,23 @@ if (authOn) {
     await item.locator('.file-error').waitFor({ timeout: JOB_TIMEOUT });
     assert.match(await item.locator('.file-error').textContent(), /only accepts uploads with an API key\. Enter it in Settings/);
     await axeCheck(page, 'compress: API key needed');
-    await page.getByRole('link', { name: 'Rooms' }).click();
+    await page.getByRole('link', { name: 'Rooms', exact: true }).click();
     await page.locator('#rooms-auth-note', { hasText: 'only with a signed token' }).waitFor({ timeout: UI_TIMEOUT });
-    await page.getByRole('link', { name: 'Chat' }).click();
+    await page.getByRole('link', { name: 'Chat', exact: true }).click();
     await page.locator('#chat-auth-note', { hasText: 'only with a signed token' }).waitFor({ timeout: UI_TIMEOUT });
     await axeCheck(page, 'chat: token needed');
 
     // Wrong credentials: the job API's 401 and the refused socket are explained.
-    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('link', { name: 'Settings', exact: true }).click();
     await page.getByLabel('API key').fill('not-the-key');
     await page.getByLabel('Signed token').fill(signedToken('mallory', 'not-the-secret'));
     await page.getByRole('button', { name: 'Save' }).click();
     await page.locator('#settings-status', { hasText: 'A signed token for user mallory is set.' }).waitFor({ timeout: UI_TIMEOUT });
     assert.equal(await page.locator('#chat-auth-note').isHidden(), true);
-    await page.getByRole('link', { name: 'Compress' }).click();
+    await page.getByRole('link', { name: 'Compress', exact: true }).click();
     await item.getByRole('button', { name: 'Try again' }).click();
     await item.locator('.file-error', { hasText: 'did not accept the API key' }).waitFor({ timeout: JOB_TIMEOUT });
-    await page.getByRole('link', { name: 'Chat' }).click();
+    await page.getByRole('link', { name: 'Chat', exact: true }).click();
     assert.equal(await page.getByLabel('Your user id').inputValue(), 'mallory');
     await page.getByRole('button', { name: 'Connect' }).click();
     await page.locator('#chat-conn', { hasText: 'may not accept the signed token' }).waitFor({ timeout: UI_TIMEOUT });
@@ -753,17 +753,17 @@ if (authOn) {
     await page.getByRole('button', { name: 'Sign out' }).click();
 
     // The right ones: the same file goes through.
-    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('link', { name: 'Settings', exact: true }).click();
     await page.getByLabel('API key').fill(apiKey);
     await page.getByLabel('Signed token').fill(signedToken('mallory'));
     await page.getByRole('button', { name: 'Save' }).click();
-    await page.getByRole('link', { name: 'Compress' }).click();
+    await page.getByRole('link', { name: 'Compress', exact: true }).click();
     assert.equal(await page.locator('#compress-auth-note').isHidden(), true);
     await item.getByRole('button', { name: 'Try again' }).click();
     await page.locator('#file-list > li[data-state="done"]').waitFor({ timeout: JOB_TIMEOUT });
     // Credentials stay with the tab: a reload keeps them.
     await page.reload();
-    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('link', { name: 'Settings', exact: true }).click();
     assert.equal(await page.getByLabel('API key').inputValue(), apiKey);
     await page.context().close();
   });
