@@ -646,8 +646,13 @@
     const s = session;
     if (!s || !s.open) return;
     const facts = await P.info;
-    const max = facts && facts.chat ? facts.chat.max_image_bytes : null;
-    if (max && file.size > max) {
+    // The image goes as base64 in one WebSocket message: both the image
+    // limit and the message limit (4 characters per 3 bytes, and some room
+    // for the envelope) bound it.
+    const chat = (facts && facts.chat) || {};
+    const byFrame = chat.max_frame_bytes ? Math.floor(((chat.max_frame_bytes - 4096) * 3) / 4) : Infinity;
+    const max = Math.min(chat.max_image_bytes || Infinity, byFrame);
+    if (file.size > max) {
       notice(file.name + ' is larger than the server accepts (' + P.formatBytes(max) + ').', true);
       return;
     }
