@@ -616,6 +616,12 @@
         option.disabled = option.value !== 'auto' && !info.formats.includes(option.value);
       }
     }
+    if (info.auto_quality && Number.isFinite(info.auto_quality.target)) {
+      document.getElementById('auto-hint').textContent =
+        'Auto quality picks the lowest quality whose result still scores ' +
+        info.auto_quality.target +
+        ' (of 100) on a perceptual scale; Auto format also picks the format.';
+    }
     if (info.default_quality && typeof info.default_quality === 'object') {
       defaultQuality = info.default_quality;
       if (!qualityTouched && defaultQuality[formatInput.value] !== undefined) {

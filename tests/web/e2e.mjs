@@ -268,6 +268,7 @@ check('the app is served at /app/ and links both pages', async () => {
   await page.locator('#opt-format').selectOption('webp');
   assert.equal(await page.locator('#opt-quality-auto').isChecked(), false);
   assert.equal(Number(await page.locator('#opt-quality').inputValue()), facts.default_quality.webp);
+  assert.match(await page.locator('#auto-hint').textContent(), new RegExp(`scores ${facts.auto_quality.target} \\(of 100\\)`));
   assert.deepEqual(problems, [], 'no script errors');
   await page.close();
 });
