@@ -776,5 +776,11 @@
     // start empty
   }
   applyToken();
+  P.info.then((facts) => {
+    if (facts && Number.isFinite(facts.max_name_chars)) {
+      userInput.maxLength = facts.max_name_chars;
+      withInput.maxLength = facts.max_name_chars;
+    }
+  });
   setConn('idle', '');
 })();

@@ -488,5 +488,14 @@
   }
   window.addEventListener('pixpress:credentials', applyToken);
   applyToken();
+  // The server's limits on names and texts (GET /).
+  P.info.then((facts) => {
+    if (!facts) return;
+    if (Number.isFinite(facts.max_name_chars)) {
+      roomInput.maxLength = facts.max_name_chars;
+      nameInput.maxLength = facts.max_name_chars;
+    }
+    if (facts.share && Number.isFinite(facts.share.max_text_bytes)) textInput.maxLength = facts.share.max_text_bytes;
+  });
   setConn('idle', '');
 })();

@@ -268,6 +268,11 @@ check('the app is served at /app/ and links both pages', async () => {
   await page.locator('#opt-format').selectOption('webp');
   assert.equal(await page.locator('#opt-quality-auto').isChecked(), false);
   assert.equal(Number(await page.locator('#opt-quality').inputValue()), facts.default_quality.webp);
+  // So do the name limits of rooms and chat.
+  for (const id of ['#room-name', '#display-name', '#chat-user', '#chat-with']) {
+    assert.equal(await page.locator(id).evaluate((n) => n.maxLength), facts.max_name_chars, id);
+  }
+  assert.equal(await page.locator('#text-input').evaluate((n) => n.maxLength), facts.share.max_text_bytes);
   assert.match(await page.locator('#auto-hint').textContent(), new RegExp(`scores ${facts.auto_quality.target} \\(of 100\\)`));
   assert.deepEqual(problems, [], 'no script errors');
   await page.close();
