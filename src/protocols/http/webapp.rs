@@ -171,6 +171,8 @@ mod tests {
             ("/app/app.css", "text/css; charset=utf-8"),
             ("/app/compress.js", "javascript"),
             ("/app/rooms.js", "javascript"),
+            ("/app/chat.js", "javascript"),
+            ("/app/settings.js", "javascript"),
             ("/app/icon.svg", "image/svg+xml"),
             ("/app/index.html", "text/html"),
         ] {
