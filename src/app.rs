@@ -78,10 +78,12 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     };
     let state = AppState::new(settings.clone(), store.clone());
 
-    let files = crate::files::open(&settings.storage).map_err(|e| StartError::Setup {
-        what: "storage",
-        message: e.to_string(),
-    })?;
+    let files = crate::files::connect(&settings.storage, &settings.backend)
+        .await
+        .map_err(|e| StartError::Setup {
+            what: "storage",
+            message: e.to_string(),
+        })?;
     let chat = crate::chat::start(
         pool.clone(),
         &settings,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 mod storage;
 mod tcp;
 
-pub use storage::StorageSettings;
+pub use storage::{StorageKind, StorageSettings};
 pub use tcp::TcpSettings;
 
 /// The settings file read when no `--config` is given and it exists.

@@ -1,6 +1,7 @@
 //! The named-file store shared by the TCP image-sharing protocol and the
 //! `/files` HTTP routes: one flat namespace of files, kept in memory by
-//! default or in a directory when `storage.dir` is set.
+//! default, in a directory when `storage.dir` is set, or shared by every
+//! instance on one Redis with `storage.kind: redis`.
 //!
 //! This module owns the async `FileRepo` trait and its errors; the name
 //! rules live in `name`, the implementations one a file (`memory`, `dir`;
@@ -10,6 +11,7 @@
 pub mod dir;
 pub mod memory;
 pub mod name;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use futures_util::future::BoxFuture;
 
 use crate::error::Code;
 
+pub use self::redis::RedisStore;
 pub use crate::config::StorageSettings;
 pub use dir::DirStore;
 pub use memory::MemoryStore;
@@ -45,14 +48,34 @@ impl From<&StorageSettings> for Quota {
     }
 }
 
-/// Opens the configured store: a directory when `storage.dir` is set
-/// (created if needed), else memory.
+/// Opens the configured local store: a directory when `storage.dir` is set
+/// (created if needed), else memory. (`connect` opens any kind.)
 pub fn open(settings: &StorageSettings) -> Result<Arc<dyn FileRepo>, StorageError> {
     let quota = Quota::from(settings);
     Ok(match &settings.dir {
         Some(dir) => Arc::new(DirStore::open(dir, quota)?),
         None => Arc::new(MemoryStore::new(quota)),
     })
+}
+
+/// Opens the configured store: the local one (`open`), or with
+/// `storage.kind: redis` the files shared on `backend.redis_url` below
+/// `backend.key_prefix`.
+pub async fn connect(
+    settings: &StorageSettings,
+    backend: &crate::config::BackendSettings,
+) -> Result<Arc<dyn FileRepo>, StorageError> {
+    match settings.kind {
+        crate::config::StorageKind::Local => open(settings),
+        crate::config::StorageKind::Redis => Ok(Arc::new(
+            RedisStore::connect(
+                &backend.redis_url,
+                &backend.key_prefix,
+                Quota::from(settings),
+            )
+            .await?,
+        )),
+    }
 }
 
 /// One stored file, as listed.
@@ -76,6 +99,9 @@ pub enum StorageError {
     /// The store operation stopped half-way (its thread panicked).
     #[error("the store operation was interrupted")]
     Interrupted,
+    /// The shared store (Redis) failed or did not answer.
+    #[error("the shared file store failed: {0}")]
+    Backend(String),
     #[error("storage I/O error while {action}: {source}")]
     Io {
         action: &'static str,
@@ -96,7 +122,7 @@ impl StorageError {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::NotFound(_) => Code::NotFound,
             Self::Full(_) => Code::StoreFull,
-            Self::Io { .. } | Self::Interrupted => Code::StorageError,
+            Self::Io { .. } | Self::Interrupted | Self::Backend(_) => Code::StorageError,
         }
     }
 }

@@ -24,7 +24,10 @@ pub fn routes(store: Arc<dyn FileRepo>) -> Router {
 }
 
 fn store_error(e: StorageError) -> Response {
-    if matches!(e, StorageError::Io { .. } | StorageError::Interrupted) {
+    if matches!(
+        e,
+        StorageError::Io { .. } | StorageError::Interrupted | StorageError::Backend(_)
+    ) {
         tracing::error!(error = %e, "file store error");
         return ApiError::of(e.code(), "the file store could not be read").into_response();
     }

@@ -66,7 +66,7 @@ fn checked_name(
 /// A store failure as DETAILS text (server-side faults are logged, not shown).
 fn store_failure(e: StorageError, doing: &str) -> String {
     match e {
-        StorageError::Io { .. } | StorageError::Interrupted => {
+        StorageError::Io { .. } | StorageError::Interrupted | StorageError::Backend(_) => {
             tracing::error!(error = %e, "a shared file could not be {doing}");
             format!("the file could not be {doing} (server storage error)")
         }
