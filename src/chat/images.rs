@@ -241,4 +241,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), "unsupported_format");
     }
+
+    #[test]
+    fn the_chat_variant_reads_back_from_its_stored_name() {
+        // Another instance (or a reload from the backend) finds a kept chat
+        // image by the variant its stored field name gives.
+        let images = images(1024);
+        let field = crate::jobs::record::field_of(&images.spec);
+        assert_eq!(crate::jobs::record::spec_of(&field), Some(images.spec));
+    }
 }
