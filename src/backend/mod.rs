@@ -8,8 +8,13 @@
 //!   cache TTL, and a broadcast of state changes so every instance's mirror
 //!   (the job store's watch channels) reacts at once. Memory mode is
 //!   [`MemoryJobs`]; `backend.kind: redis` is [`RedisBackend`].
-//! - Room fan-out ([`Bus`]), chat state ([`ChatRepo`]) and named files
-//!   (`files::FileRepo`) follow the same rule.
+//! - Room fan-out ([`Bus`]): frames published to a room reach every
+//!   instance's subscribers of its topic ([`MemoryBus`] within one process).
+//!   The room hub delivers locally today; a Redis bus is the step that
+//!   spreads rooms across instances.
+//!
+//! The named-file store's trait (`files::FileRepo`) lives with its service,
+//! one file per implementation there too (memory, a directory, Redis).
 //!
 //! Backends store and move plain records: a task is named by its md5 text,
 //! a variant by a field name ([`FieldName`]), a failure by its registry code

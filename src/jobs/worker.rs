@@ -158,8 +158,12 @@ async fn work(
 ) -> Result<(), BackendError> {
     let repo = store.repo();
     let field = field_of(spec);
-    let Some(record) = repo.record(key.as_str(), &field).await? else {
-        return Ok(()); // expired, or failed transiently and dropped
+    let record = match (repo.record(key.as_str(), &field).await?, &job.input) {
+        (Some(record), _) => record,
+        // A local queue's job is this instance's own: its record may have
+        // been evicted from a full cache while it waited, but it still runs.
+        (None, Some(input)) => VariantRecord::queued(input.len()),
+        (None, None) => return Ok(()), // expired, or failed transiently and dropped
     };
     if matches!(record.state, Phase::Done | Phase::Error) {
         return Ok(()); // finished by another worker
@@ -203,4 +207,74 @@ async fn work(
     };
     repo.publish(key.as_str(), &field, &record, bytes.as_ref())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::backend::{Claim, FailureRecord, JobQueue, JobRepo, MemoryJobs};
+    use crate::jobs::{StoreSettings, WorkerPool};
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(width, height, image::Rgb([10, 20, 30]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[tokio::test]
+    async fn a_local_job_whose_record_was_evicted_still_runs() {
+        let settings = crate::config::Settings::default();
+        let pool = WorkerPool::new(1, 4, Duration::from_secs(30));
+        let memory = Arc::new(MemoryJobs::new(
+            Duration::from_secs(60),
+            1 << 20,
+            Some(Arc::new(pool.clone())),
+        ));
+        let store = JobStore::new(StoreSettings::of(&settings), pool).with_backend(memory.clone());
+        start(store, CancellationToken::new()).await.unwrap();
+
+        let input = Bytes::from(png(8, 8));
+        let key = TaskKey::of(&input);
+        let field = "format=webp&quality=80";
+        assert!(spec_of(field).is_some());
+        assert!(matches!(
+            memory.claim(key.as_str(), field, input.len()).await,
+            Ok(Claim::Won)
+        ));
+        // The record goes (as a full cache evicts it) while the job waits.
+        let gone = VariantRecord::failed(
+            input.len(),
+            FailureRecord {
+                code: "timeout".into(),
+                message: String::new(),
+                transient: true,
+            },
+        );
+        memory
+            .publish(key.as_str(), field, &gone, None)
+            .await
+            .unwrap();
+        assert_eq!(memory.record(key.as_str(), field).await.unwrap(), None);
+        let (_listener, mut events) = memory
+            .clone()
+            .listen(CancellationToken::new())
+            .await
+            .unwrap();
+        memory.enqueue(key.as_str(), field, &input).await.unwrap();
+
+        loop {
+            let event = events.recv().await.expect("state changes");
+            if event.record.state == Phase::Done {
+                break;
+            }
+            assert_ne!(event.record.state, Phase::Error, "{event:?}");
+        }
+        let result = memory.result(key.as_str(), field).await.unwrap();
+        assert!(result.is_some_and(|b| b.starts_with(b"RIFF")));
+    }
 }
