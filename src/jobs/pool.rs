@@ -45,6 +45,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// Waits for a worker slot; fails once the pool is closed.
+    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, JobError> {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| JobError::ShuttingDown)
+    }
+
     fn refresh_idle(&self) {
         let idle = self.queued.load(Ordering::Acquire) == 0
             && self.processing.load(Ordering::Acquire) == 0;
@@ -164,13 +173,7 @@ impl WorkerPool {
     /// Waits for a free worker slot (never a queue place): for the loop
     /// that takes shared jobs from a backend only as fast as it can run them.
     pub async fn wait_slot(&self) -> Result<Admission, JobError> {
-        let permit = self
-            .inner
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::ShuttingDown)?;
+        let permit = self.inner.acquire_slot().await?;
         Ok(Admission {
             inner: self.inner.clone(),
             permit: Some(permit),
@@ -223,14 +226,7 @@ impl Admission {
     /// itself does before `run`.
     pub async fn ready(mut self) -> Result<Self, JobError> {
         if self.permit.is_none() {
-            let permit = self
-                .inner
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| JobError::ShuttingDown)?;
-            self.permit = Some(permit);
+            self.permit = Some(self.inner.acquire_slot().await?);
         }
         if self.running.is_none() {
             self.running = Some(Running::start(self.inner.clone()));

@@ -217,14 +217,8 @@ mod tests {
 
     use super::*;
     use crate::backend::{Claim, FailureRecord, JobQueue, JobRepo, MemoryJobs};
+    use crate::jobs::admission::tests::png;
     use crate::jobs::{StoreSettings, WorkerPool};
-
-    fn png(width: u32, height: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_pixel(width, height, image::Rgb([10, 20, 30]));
-        let mut out = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-        out.into_inner()
-    }
 
     #[tokio::test]
     async fn a_local_job_whose_record_was_evicted_still_runs() {
