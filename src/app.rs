@@ -72,17 +72,24 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             .map_err(backend_error)?,
         )),
     };
-    let store = match &backend {
-        Some(b) => store.with_backend(b.clone()),
+    let store = match backend {
+        Some(b) => store.with_backend(b),
         None => store,
     };
     let state = AppState::new(settings.clone(), store.clone());
 
-    let files = crate::files::open(&settings.storage).map_err(|e| StartError::Setup {
-        what: "storage",
-        message: e.to_string(),
-    })?;
-    let chat = crate::chat::start(pool.clone(), &settings, Arc::new(store.clone()));
+    let files = crate::files::connect(&settings.storage, &settings.backend)
+        .await
+        .map_err(|e| StartError::Setup {
+            what: "storage",
+            message: e.to_string(),
+        })?;
+    let chat = crate::chat::start(
+        pool.clone(),
+        &settings,
+        Arc::new(store.clone()),
+        store.clone(),
+    );
     let app: Router = protocols::router(&Services {
         settings: settings.clone(),
         pool: pool.clone(),
@@ -98,12 +105,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 
     let stop = CancellationToken::new();
     let mut background = Vec::new();
-    if let Some(backend) = backend {
-        let loops = crate::jobs::worker::start(store.clone(), backend, stop.child_token())
-            .await
-            .map_err(backend_error)?;
-        background.extend(loops);
-    }
+    let loops = crate::jobs::worker::start(store.clone(), stop.child_token())
+        .await
+        .map_err(backend_error)?;
+    background.extend(loops);
 
     let http_stop = stop.child_token();
     let http_task = tokio::spawn(async move {

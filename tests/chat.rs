@@ -758,7 +758,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 #[tokio::test]
 async fn a_base64_image_is_processed_to_webp_within_bounds_and_served() {
     let mut settings = Settings::default();
-    settings.share.max_dimension = 800;
+    settings.chat.max_dimension = 800;
     let addr = serve_with(settings, Uploads::default()).await;
     let (mut a, _) = Client::subscribed(addr, "alice", 0).await;
     let (mut b, _) = Client::subscribed(addr, "bob", 0).await;
@@ -1291,7 +1291,7 @@ async fn assert_served_webp(base: &str, attachment: &Value) {
 async fn image_attachments_from_an_upload_or_base64_are_processed_and_foreign_urls_pass_untouched()
 {
     let mut settings = common::test_settings();
-    settings.share.max_dimension = 800;
+    settings.chat.max_dimension = 800;
     let server = common::start(settings).await;
     let base = common::base_url(&server);
     let md5 = upload_png(&base, png(1200, 900)).await;

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pixpress::files::{open, FileStore, StorageSettings};
+use pixpress::files::{open, FileRepo, StorageSettings};
 use pixpress::pipeline::Limits;
 use pixpress::protocols::tcp::{serve, TcpSettings};
 use serde_json::{json, Value};
@@ -19,7 +19,7 @@ fn png() -> Vec<u8> {
     out.into_inner()
 }
 
-async fn http(store: Arc<dyn FileStore>) -> String {
+async fn http(store: Arc<dyn FileRepo>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = pixpress::protocols::http::files::routes(store);
@@ -28,7 +28,7 @@ async fn http(store: Arc<dyn FileStore>) -> String {
 }
 
 /// PUT over the TCP protocol, with a pickle written by serde-pickle.
-async fn tcp_put(store: Arc<dyn FileStore>, name: &str, data: &[u8]) -> String {
+async fn tcp_put(store: Arc<dyn FileRepo>, name: &str, data: &[u8]) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(
@@ -62,7 +62,7 @@ async fn tcp_put(store: Arc<dyn FileStore>, name: &str, data: &[u8]) -> String {
     }
 }
 
-async fn serves_what_tcp_stored(store: Arc<dyn FileStore>) {
+async fn serves_what_tcp_stored(store: Arc<dyn FileRepo>) {
     let base = http(Arc::clone(&store)).await;
     let client = reqwest::Client::new();
 
@@ -80,6 +80,7 @@ async fn serves_what_tcp_stored(store: Arc<dyn FileStore>) {
     assert_eq!(tcp_put(Arc::clone(&store), "shared.png", &data).await, "OK");
     store
         .put("b.jpg", Bytes::from_static(b"\xff\xd8\xff\xe0 not really"))
+        .await
         .unwrap();
 
     let list: Value = client
@@ -154,6 +155,7 @@ async fn directory_store_files_are_served_over_http_and_kept_on_disk() {
     let names: Vec<_> = open(&settings)
         .unwrap()
         .list()
+        .await
         .unwrap()
         .into_iter()
         .map(|f| f.name)

@@ -472,3 +472,31 @@ async fn startup_with_an_unreachable_redis_fails_naming_the_setting() {
         "the error names the setting: {err}"
     );
 }
+
+#[tokio::test]
+async fn an_image_kept_by_one_instance_is_found_by_another() {
+    // Chat images are kept this way: the md5 of their bytes names them.
+    let Some(redis) = shared("kept").await else {
+        return;
+    };
+    let s = redis.settings();
+    let store = |backend: RedisBackend| {
+        let pool = pixpress::jobs::WorkerPool::new(1, 1, Duration::from_secs(30));
+        pixpress::jobs::JobStore::new(pixpress::jobs::StoreSettings::of(&s), pool)
+            .with_backend(Arc::new(backend))
+    };
+    let a = store(redis.other_instance().await);
+    let b = store(redis.other_instance().await);
+    let spec = default_spec();
+    let output =
+        pixpress::pipeline::process(&jpeg(40, 30), &spec.options(Default::default())).unwrap();
+    let bytes = output.bytes.clone();
+    let (key, _) = a.keep(spec, output).await.expect("kept");
+    assert_eq!(key, TaskKey::of(&bytes));
+
+    let found = b.kept(key.as_str(), &spec).await.expect("found on b");
+    assert_eq!(found.bytes, bytes);
+    assert_eq!((found.width, found.height), (40, 30));
+    assert!(b.kept(&"0".repeat(32), &spec).await.is_none());
+    redis.clean_up().await;
+}

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pixpress::files::{FileStore, MemoryStore, Quota};
+use pixpress::files::{FileRepo, MemoryStore, Quota};
 use pixpress::pipeline::Limits;
 use pixpress::protocols::tcp::frame::{read_frame, FrameLimits};
 use pixpress::protocols::tcp::handler::EMPTY_LIST_TEXT;
@@ -78,7 +78,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Server {
     addr: SocketAddr,
-    store: Arc<dyn FileStore>,
+    store: Arc<dyn FileRepo>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -87,7 +87,7 @@ async fn start(settings: TcpSettings) -> Server {
 }
 
 async fn start_with_limits(settings: TcpSettings, limits: Limits) -> Server {
-    let store: Arc<dyn FileStore> = Arc::new(MemoryStore::new(Quota::default()));
+    let store: Arc<dyn FileRepo> = Arc::new(MemoryStore::new(Quota::default()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -412,7 +412,7 @@ async fn put_get_list_round_trip_with_pickle_protocols_2_4_5() {
     let list = share_client(&server, &["list"]).await;
     assert_eq!(list.code, 0);
     assert_eq!(list.stdout.lines().collect::<Vec<_>>(), names);
-    assert_eq!(server.store.list().unwrap().len(), 6);
+    assert_eq!(server.store.list().await.unwrap().len(), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,6 +641,7 @@ async fn every_put_and_get_error_is_a_clear_error_reply() {
     let names: Vec<_> = server
         .store
         .list()
+        .await
         .unwrap()
         .into_iter()
         .map(|f| f.name)
@@ -667,7 +668,7 @@ async fn a_put_image_over_the_servers_pixel_limits_is_refused_and_not_stored() {
         )
         .await;
     assert_error(&big, "exceeds the limits");
-    assert!(server.store.list().unwrap().is_empty());
+    assert!(server.store.list().await.unwrap().is_empty());
     let small = ex
         .send(
             &server,

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use pixpress::config::Settings;
+use tokio_util::sync::CancellationToken;
 use pixpress::jobs::{JobStore, StoreSettings, WorkerPool};
 use pixpress::protocols::http::{router, AppState};
 use tower::ServiceExt;
@@ -33,6 +34,10 @@ fn server() -> &'static Server {
         let app = runtime.block_on(async {
             let pool = WorkerPool::new(1, 4, std::time::Duration::from_secs(5));
             let store = JobStore::new(StoreSettings::of(&settings), pool);
+            // The worker loop runs the queued jobs (until the process ends).
+            pixpress::jobs::worker::start(store.clone(), CancellationToken::new())
+                .await
+                .expect("the memory backend starts");
             router(AppState::new(settings.clone(), store))
         });
         Server { runtime, app }

@@ -1,23 +1,43 @@
-//! The distributed job backend: what several instances share so that they
-//! form one job service (`backend.kind: redis`).
+//! The backends: where the services keep what several instances share,
+//! behind one trait per kind of state, with one file per implementation
+//! (`memory`, `redis`).
 //!
-//! A backend gives, across instances: single flight per variant (one
-//! instance claims it, the others get the claimed one), a work queue that
-//! survives a dead worker (its job is taken again), each variant's state
-//! and result with the cache TTL, and a broadcast of state changes so every
-//! instance's local mirror (the job store's watch channels) reacts at once.
+//! - Jobs ([`JobRepo`], [`JobQueue`]): single flight per variant (one
+//!   caller claims it, the others get the claimed one), a work queue whose
+//!   jobs survive a dead worker, each variant's state and result with the
+//!   cache TTL, and a broadcast of state changes so every instance's mirror
+//!   (the job store's watch channels) reacts at once. Memory mode is
+//!   [`MemoryJobs`]; `backend.kind: redis` is [`RedisBackend`].
+//! - Room fan-out ([`Bus`]): frames published to a room reach every
+//!   instance's subscribers of its topic ([`MemoryBus`] within one process).
+//!   The room hub delivers locally today; a Redis bus is the step that
+//!   spreads rooms across instances.
 //!
-//! This module owns the data a backend stores, as plain records: a task is
-//! named by its md5 text, a variant by a field name ([`FieldName`]), a
-//! failure by its registry code and message. It imports no domain module:
-//! the job service (`jobs::record`) turns its states and errors into these
-//! records and back, and runs the jobs (`jobs::worker`). In memory mode the
-//! job store's own cache and the worker pool are the whole service.
+//! The named-file store's trait (`files::FileRepo`) lives with its service,
+//! one file per implementation there too (memory, a directory, Redis).
+//!
+//! Backends store and move plain records: a task is named by its md5 text,
+//! a variant by a field name ([`FieldName`]), a failure by its registry code
+//! and message, a room frame by its bytes. They import no domain module: the
+//! services turn their states into these records and back.
 
+pub mod frame;
+pub mod memory;
 pub mod redis;
 
-use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use self::frame::Frame;
+pub use self::memory::{MemoryBus, MemoryJobs};
 pub use self::redis::RedisBackend;
 
 /// A backend that cannot do what was asked.
@@ -29,6 +49,192 @@ pub enum BackendError {
     NoAnswer(std::time::Duration),
     #[error("a stored record is unreadable: {0}")]
     BadRecord(String),
+}
+
+/// What a claim of a variant led to.
+#[derive(Debug)]
+pub enum Claim {
+    /// This caller owns the variant: it must `enqueue` the job.
+    Won,
+    /// The variant exists (queued, running or settled somewhere).
+    Existing(VariantRecord),
+    /// Too many jobs are outstanding in the service.
+    QueueFull,
+}
+
+/// A state change, as every instance hears it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateEvent {
+    pub md5: String,
+    pub variant: String,
+    pub record: VariantRecord,
+}
+
+/// A place a local queue took for a job when it was claimed (a worker pool
+/// admission), handed to whoever runs the job. Opaque to the backend.
+pub type Place = Box<dyn Any + Send + Sync>;
+
+/// What bounds a queue that lives in this process: asked once per claimed
+/// job, before the claim is recorded; `None` refuses it (`QueueFull`).
+pub trait Gate: Send + Sync {
+    fn enter(&self, input_len: usize) -> Option<Place>;
+}
+
+/// A job taken from the queue: its id (to acknowledge it), its task and its
+/// variant field; a local queue hands over its input and place too.
+#[derive(Debug)]
+pub struct QueuedJob {
+    pub id: String,
+    pub md5: String,
+    pub variant: String,
+    /// The uploaded bytes, when the queue holds them itself (else they are
+    /// read with [`JobRepo::input`]).
+    pub input: Option<Bytes>,
+    /// The place taken at claim time, when the queue has a [`Gate`].
+    pub place: Option<PlaceCell>,
+}
+
+/// A [`Place`] with a `Debug` form.
+pub struct PlaceCell(pub Place);
+
+impl std::fmt::Debug for PlaceCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Place")
+    }
+}
+
+/// Where jobs' records and bytes live: one record per variant (claimed
+/// once), result and input bytes with the cache TTL, and the state changes
+/// every instance hears.
+pub trait JobRepo: Send + Sync {
+    /// `memory` or `redis`, as `/readyz` reports it.
+    fn kind(&self) -> &'static str;
+
+    /// Whether the store answers, within a short deadline.
+    fn ping(&self) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// Claims a variant for this caller unless it exists already. A done
+    /// variant whose result has expired is claimed again.
+    fn claim<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        original_size: usize,
+    ) -> BoxFuture<'a, Result<Claim, BackendError>>;
+
+    /// One variant's record.
+    fn record<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Option<VariantRecord>, BackendError>>;
+
+    /// Every variant of a task by field (empty when unknown or expired).
+    fn records<'a>(
+        &'a self,
+        md5: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, VariantRecord)>, BackendError>>;
+
+    /// A done variant's result bytes.
+    fn result<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>>;
+
+    /// A job's uploaded bytes, while kept.
+    fn input<'a>(&'a self, md5: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>>;
+
+    /// Records a state and tells every instance. A done record is stored
+    /// with its result bytes; a transient failure is told but not kept, so
+    /// the next submission claims the variant again.
+    fn publish<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        record: &'a VariantRecord,
+        result: Option<&'a Bytes>,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Hears every state change (subscribed before this returns) until
+    /// `stop` is cancelled: the task that listens, and the changes.
+    fn listen(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, Result<Listener, BackendError>>;
+}
+
+/// The task that listens for state changes and what it hears.
+pub type Listener = (JoinHandle<()>, mpsc::UnboundedReceiver<StateEvent>);
+
+/// The work queue of claimed jobs.
+pub trait JobQueue: Send + Sync {
+    /// Adds a claimed job (after [`Claim::Won`]) with its input.
+    fn enqueue<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        input: &'a Bytes,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Takes up to `count` new jobs, waiting a moment for one to arrive (an
+    /// empty answer then).
+    fn take(&self, count: usize) -> BoxFuture<'_, Result<Vec<QueuedJob>, BackendError>>;
+
+    /// Whether taken jobs carry the place they were admitted with (a local
+    /// queue with a [`Gate`]): then they are taken as they come, not only as
+    /// fast as worker slots free up.
+    fn admits_at_claim(&self) -> bool;
+
+    /// How long a taken job may stay unacknowledged before another worker
+    /// takes it over; `None` when workers cannot die apart from the queue.
+    fn claim_idle(&self) -> Option<Duration>;
+
+    /// Takes over up to `count` jobs idle longer than `claim_idle`.
+    fn reclaim(&self, count: usize) -> BoxFuture<'_, Result<Vec<QueuedJob>, BackendError>>;
+
+    /// Acknowledges and removes a finished job.
+    fn ack<'a>(&'a self, job: &'a QueuedJob) -> BoxFuture<'a, Result<(), BackendError>>;
+}
+
+/// Microseconds since the Unix epoch, strictly increasing within this
+/// process: orders results across instances.
+pub fn now_micros() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let prev = LAST
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(0);
+    now.max(prev + 1)
+}
+
+/// Frames published to one room: each instance delivers them together to
+/// its members there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPost {
+    pub room: String,
+    pub frames: Vec<Frame>,
+}
+
+/// Room fan-out: what one instance publishes to a room of a topic (one
+/// topic per protocol's hub), every subscriber of that topic hears, in
+/// publication order, itself included.
+pub trait Bus: Send + Sync {
+    /// Publishes `frames`, delivered together, to `room` of `topic`.
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        room: &'a str,
+        frames: &'a [Frame],
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Hears every later publication to `topic`'s rooms.
+    fn subscribe(&self, topic: &str) -> mpsc::UnboundedReceiver<RoomPost>;
 }
 
 /// A variant's name inside its task, as the backend stores it.

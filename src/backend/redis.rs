@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -21,12 +21,16 @@ use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{BackendError, FieldName, Phase, VariantRecord};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+pub use super::now_micros;
+use super::{BackendError, FieldName, JobQueue, JobRepo, Listener, Phase, VariantRecord};
 use crate::config::BackendSettings;
 
 /// The consumer group every instance reads the job stream in.
@@ -72,41 +76,15 @@ impl Keys {
     }
 }
 
-/// A state change, as published on the events channel.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StateEvent {
-    pub md5: String,
-    pub variant: String,
-    pub record: VariantRecord,
-}
+pub use super::{Claim, QueuedJob, StateEvent};
 
-/// What a claim of a variant led to.
-#[derive(Debug)]
-pub enum Claim {
-    /// This caller owns the variant: it must `enqueue` the job.
-    Won,
-    /// The variant exists (queued, running or settled somewhere).
-    Existing(VariantRecord),
-    /// Too many jobs are outstanding in the service.
-    QueueFull,
-}
-
-/// A job taken from the stream: its entry id (to acknowledge it), its task
-/// and its variant field.
-#[derive(Debug, Clone)]
-pub struct QueuedJob {
-    pub id: String,
-    pub md5: String,
-    pub variant: String,
-}
-
-impl QueuedJob {
-    fn of(entry: &StreamId) -> Self {
-        Self {
-            id: entry.id.clone(),
-            md5: entry.get::<String>("md5").unwrap_or_default(),
-            variant: entry.get::<String>("variant").unwrap_or_default(),
-        }
+fn queued_job(entry: &StreamId) -> QueuedJob {
+    QueuedJob {
+        id: entry.id.clone(),
+        md5: entry.get::<String>("md5").unwrap_or_default(),
+        variant: entry.get::<String>("variant").unwrap_or_default(),
+        input: None,
+        place: None,
     }
 }
 
@@ -124,6 +102,8 @@ pub struct RedisBackend {
     claim_idle: Duration,
     max_queue: usize,
     consumer: String,
+    /// The blocking reader of the job stream, made on first `take`.
+    reader: tokio::sync::Mutex<Option<JobReader>>,
 }
 
 impl RedisBackend {
@@ -155,6 +135,7 @@ impl RedisBackend {
             claim_idle: settings.claim_idle_or(job_timeout),
             max_queue,
             consumer: consumer_name(),
+            reader: tokio::sync::Mutex::new(None),
         };
         backend.ping().await?;
         backend.create_group().await?;
@@ -457,7 +438,7 @@ impl RedisBackend {
             Ok(reply) => Ok(reply
                 .keys
                 .iter()
-                .flat_map(|k| k.ids.iter().map(QueuedJob::of))
+                .flat_map(|k| k.ids.iter().map(queued_job))
                 .collect()),
             Err(e) => {
                 if e.code() == Some("NOGROUP") {
@@ -482,7 +463,7 @@ impl RedisBackend {
                 StreamAutoClaimOptions::default().count(count.max(1)),
             )
             .await?;
-        Ok(claimed.claimed.iter().map(QueuedJob::of).collect())
+        Ok(claimed.claimed.iter().map(queued_job).collect())
     }
 
     /// How long a job may stay unacknowledged before another worker takes it.
@@ -508,13 +489,6 @@ fn ttl_secs(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX)
 }
 
-/// Microseconds since the Unix epoch: orders results across instances.
-pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 /// A name unique to this instance: process, start time and a counter.
 fn consumer_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -524,4 +498,108 @@ fn consumer_name() -> String {
         now_micros(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+impl JobRepo for RedisBackend {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        RedisBackend::ping(self).boxed()
+    }
+
+    fn claim<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        original_size: usize,
+    ) -> BoxFuture<'a, Result<Claim, BackendError>> {
+        RedisBackend::claim(self, md5, field, original_size).boxed()
+    }
+
+    fn record<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Option<VariantRecord>, BackendError>> {
+        RedisBackend::record(self, md5, field).boxed()
+    }
+
+    fn records<'a>(
+        &'a self,
+        md5: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, VariantRecord)>, BackendError>> {
+        RedisBackend::records(self, md5).boxed()
+    }
+
+    fn result<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
+        RedisBackend::result(self, md5, field).boxed()
+    }
+
+    fn input<'a>(&'a self, md5: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, BackendError>> {
+        RedisBackend::input(self, md5).boxed()
+    }
+
+    fn publish<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        record: &'a VariantRecord,
+        result: Option<&'a Bytes>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        RedisBackend::publish(self, md5, field, record, result).boxed()
+    }
+
+    fn listen(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, Result<Listener, BackendError>> {
+        RedisBackend::listen(self, stop).boxed()
+    }
+}
+
+impl JobQueue for RedisBackend {
+    fn enqueue<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        input: &'a Bytes,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        RedisBackend::enqueue(self, md5, field, input).boxed()
+    }
+
+    fn take(&self, count: usize) -> BoxFuture<'_, Result<Vec<QueuedJob>, BackendError>> {
+        async move {
+            let mut reader = self.reader.lock().await;
+            if reader.is_none() {
+                *reader = Some(self.reader().await?);
+            }
+            let Some(reader) = reader.as_mut() else {
+                return Ok(Vec::new());
+            };
+            RedisBackend::take(self, reader, count).await
+        }
+        .boxed()
+    }
+
+    fn admits_at_claim(&self) -> bool {
+        false
+    }
+
+    fn claim_idle(&self) -> Option<Duration> {
+        Some(self.claim_idle)
+    }
+
+    fn reclaim(&self, count: usize) -> BoxFuture<'_, Result<Vec<QueuedJob>, BackendError>> {
+        RedisBackend::reclaim(self, count).boxed()
+    }
+
+    fn ack<'a>(&'a self, job: &'a QueuedJob) -> BoxFuture<'a, Result<(), BackendError>> {
+        RedisBackend::ack(self, job).boxed()
+    }
 }

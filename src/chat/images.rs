@@ -1,61 +1,77 @@
 //! Images in chat messages: an `image` field (or an image attachment) is
 //! either the md5 of an earlier upload (looked up through
-//! [`UploadedImages`], or among chat images) or base64 bytes, run through the checked admission of the shared worker
-//! pool with the chat preset (WebP under the share rooms' bounds) and kept
-//! in memory under the result's md5, served at `/chat/images/{md5}`. Owns
-//! that cache; it does not decode images itself.
+//! [`UploadedImages`], or among chat images) or base64 bytes, run through
+//! the checked admission of the shared worker pool with the chat preset
+//! (WebP within `chat.max_dimension` and `chat.max_image_bytes`). A result
+//! is kept in the job store, the one image store keyed by md5, as the chat
+//! variant of the task named by its md5, and served at `/chat/images/{md5}`.
+//! It neither keeps images itself nor decodes them.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
 
 use super::error::ChatError;
 use super::{ImageRef, UploadedImages};
 use crate::config::Settings;
-use crate::jobs::{Finished, JobStore, Task, TaskKey, Variant, VariantState, WorkerPool};
-use crate::pipeline::{Options, Preset};
+use crate::jobs::{
+    Finished, FormatChoice, JobStore, QualityChoice, Task, TaskKey, Variant, VariantSpec,
+    VariantState, WorkerPool,
+};
+use crate::pipeline::{Fit, Format, Options, Preset};
 
 /// Where chat images are served (`{md5}` appended).
 pub const IMAGE_PATH_PREFIX: &str = "/chat/images/";
 
-/// Resolves `image` fields and holds processed chat images.
+/// Resolves `image` fields and keeps processed chat images in the job store.
 #[derive(Clone)]
 pub struct ChatImages {
     pool: WorkerPool,
     uploads: Arc<dyn UploadedImages>,
-    processed: moka::future::Cache<String, Processed>,
+    store: JobStore,
+    /// The variant a chat image is kept as (its name in the store).
+    spec: VariantSpec,
     options: Options,
     max_input_bytes: u64,
 }
 
-#[derive(Clone)]
-struct Processed {
-    bytes: Bytes,
-    image: ImageRef,
-}
-
 impl ChatImages {
-    pub fn new(pool: WorkerPool, uploads: Arc<dyn UploadedImages>, settings: &Settings) -> Self {
+    pub fn new(
+        pool: WorkerPool,
+        uploads: Arc<dyn UploadedImages>,
+        store: JobStore,
+        settings: &Settings,
+    ) -> Self {
+        let chat = &settings.chat;
         let options = Options::from_preset(
             Preset::Chat {
-                max_dimension: settings.share.max_dimension,
-                max_bytes: settings.share.max_image_bytes,
+                max_dimension: chat.max_dimension,
+                max_bytes: chat.max_image_bytes,
             },
             settings.pipeline_limits(),
         );
-        let processed = moka::future::Cache::builder()
-            .max_capacity(settings.chat.image_cache_bytes)
-            .weigher(|_: &String, p: &Processed| u32::try_from(p.bytes.len()).unwrap_or(u32::MAX))
-            .time_to_live(settings.chat.retention)
-            .build();
+        let spec = VariantSpec {
+            format: FormatChoice::Fixed(Format::Webp),
+            quality: QualityChoice::Fixed(Format::Webp.default_quality()),
+            width: Some(chat.max_dimension),
+            height: Some(chat.max_dimension),
+            fit: Fit::Inside,
+            max_bytes: Some(chat.max_image_bytes),
+        };
         Self {
             pool,
             uploads,
-            processed,
+            store,
+            spec,
             options,
-            max_input_bytes: settings.share.max_upload_bytes,
+            max_input_bytes: chat.max_upload_bytes,
         }
+    }
+
+    /// A kept chat image with `md5`.
+    async fn kept(&self, md5: &str) -> Option<(ImageRef, Bytes)> {
+        let finished = self.store.kept(md5, &self.spec).await?;
+        Some((image_ref(md5, &finished), finished.bytes.clone()))
     }
 
     /// Turns a message's `image` field into the reference its events carry.
@@ -63,11 +79,11 @@ impl ChatImages {
         let image = image.trim();
         if is_md5(image) {
             let md5 = image.to_ascii_lowercase();
+            if let Some((image, _)) = self.kept(&md5).await {
+                return Ok(image);
+            }
             if let Some(found) = self.uploads.find(&md5) {
                 return Ok(found);
-            }
-            if let Some(p) = self.processed.get(&md5).await {
-                return Ok(p.image);
             }
             return Err(ChatError::UnknownImage(md5));
         }
@@ -84,8 +100,8 @@ impl ChatImages {
     /// as it is, an upload's finished result processed to WebP and kept.
     /// `None` when this server knows no such image.
     pub async fn upload_as_webp(&self, md5: &str) -> Result<Option<ImageRef>, ChatError> {
-        if let Some(p) = self.processed.get(md5).await {
-            return Ok(Some(p.image));
+        if let Some((image, _)) = self.kept(md5).await {
+            return Ok(Some(image));
         }
         match self.uploads.bytes(md5) {
             Some(bytes) => self.process(bytes).await.map(Some),
@@ -106,25 +122,13 @@ impl ChatImages {
             .pool
             .run_checked(bytes, self.options.clone(), None)
             .await?;
-        let md5 = format!("{:x}", Md5::digest(&output.bytes));
-        let image = ImageRef {
-            url: format!("{IMAGE_PATH_PREFIX}{md5}"),
-            md5: md5.clone(),
-            width: output.width,
-            height: output.height,
-            size: output.size as u64,
-        };
-        let processed = Processed {
-            bytes: Bytes::from(output.bytes),
-            image: image.clone(),
-        };
-        self.processed.insert(md5, processed).await;
-        Ok(image)
+        let (key, finished) = self.store.keep(self.spec, output).await?;
+        Ok(image_ref(key.as_str(), &finished))
     }
 
     /// The WebP bytes of a processed chat image, while kept.
     pub async fn bytes(&self, md5: &str) -> Option<Bytes> {
-        self.processed.get(md5).await.map(|p| p.bytes)
+        self.kept(md5).await.map(|(_, bytes)| bytes)
     }
 
     fn decode_base64(&self, text: &str) -> Result<Bytes, ChatError> {
@@ -147,6 +151,17 @@ impl ChatImages {
             });
         }
         Ok(Bytes::from(bytes))
+    }
+}
+
+/// How a chat image's events refer to it.
+fn image_ref(md5: &str, finished: &Finished) -> ImageRef {
+    ImageRef {
+        url: format!("{IMAGE_PATH_PREFIX}{md5}"),
+        md5: md5.to_owned(),
+        width: finished.width,
+        height: finished.height,
+        size: finished.bytes.len() as u64,
     }
 }
 
@@ -197,9 +212,10 @@ mod tests {
 
     fn images(max_upload: u64) -> ChatImages {
         let mut settings = Settings::default();
-        settings.share.max_upload_bytes = max_upload;
+        settings.chat.max_upload_bytes = max_upload;
         let pool = WorkerPool::new(1, 1, std::time::Duration::from_secs(10));
-        ChatImages::new(pool, Arc::new(NoUploads), &settings)
+        let store = JobStore::new(crate::jobs::StoreSettings::of(&settings), pool.clone());
+        ChatImages::new(pool, Arc::new(NoUploads), store, &settings)
     }
 
     #[tokio::test]
@@ -224,5 +240,14 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), "unsupported_format");
+    }
+
+    #[test]
+    fn the_chat_variant_reads_back_from_its_stored_name() {
+        // Another instance (or a reload from the backend) finds a kept chat
+        // image by the variant its stored field name gives.
+        let images = images(1024);
+        let field = crate::jobs::record::field_of(&images.spec);
+        assert_eq!(crate::jobs::record::spec_of(&field), Some(images.spec));
     }
 }

@@ -35,7 +35,7 @@ pub use service::ChatService;
 use self::images::ChatImages;
 use self::store::{ChatStore, StoreLimits};
 use crate::config::Settings;
-use crate::jobs::WorkerPool;
+use crate::jobs::{JobStore, WorkerPool};
 use crate::rooms::{HubLimits, RoomHub};
 
 /// An image a message refers to, as its events carry it.
@@ -65,10 +65,12 @@ pub trait UploadedImages: Send + Sync {
 
 /// Builds the chat of one server. Called inside a Tokio runtime, it also
 /// starts the retention sweep, which ends when the service is dropped.
+/// Chat images are kept in `images`, the job store.
 pub fn start(
     pool: WorkerPool,
     settings: &Settings,
     uploads: Arc<dyn UploadedImages>,
+    images: JobStore,
 ) -> Arc<ChatService> {
     let chat = &settings.chat;
     let hub = RoomHub::new(HubLimits {
@@ -78,7 +80,7 @@ pub fn start(
             .saturating_add(chat.socket_queue)
             .saturating_add(1),
     });
-    let images = ChatImages::new(pool, uploads, settings);
+    let images = ChatImages::new(pool, uploads, images, settings);
     let store = ChatStore::new(StoreLimits::from(chat));
     let service = Arc::new(ChatService::new(store, hub, images));
     start_sweep(Arc::downgrade(&service), chat.retention);

@@ -7,7 +7,6 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use axum::extract::ws::Message;
 use serde_json::{json, Value};
 
 use super::attachments::{self, Attachment, AttachmentInput};
@@ -16,7 +15,7 @@ use super::events::{self, EventPayload, EventType, Mark, MarkReply, NewMessage, 
 use super::images::ChatImages;
 use super::store::{ChatStore, Delivery, Now};
 use super::ImageRef;
-use crate::rooms::{MemberHandle, MemberView, RoomHub};
+use crate::rooms::{Frame, MemberHandle, MemberView, RoomHub};
 
 /// The role of a socket that has subscribed and receives live events.
 const LIVE: &str = "live";
@@ -101,7 +100,7 @@ impl ChatService {
         let frame = events::transient_event(kind, &payload);
         for contact in store.contacts(user) {
             self.hub
-                .send_to_room(&contact, is_live, Message::text(frame.clone()));
+                .send_to_room(&contact, is_live, Frame::text(frame.clone()));
         }
     }
 
@@ -116,8 +115,7 @@ impl ChatService {
             ..EventPayload::default()
         };
         let frame = events::transient_event(EventType::Typing, &payload);
-        self.hub
-            .send_to_room(chat_id, is_live, Message::text(frame));
+        self.hub.send_to_room(chat_id, is_live, Frame::text(frame));
         Ok(())
     }
 
@@ -257,14 +255,14 @@ impl ChatService {
     fn answer(&self, me: &MemberHandle, id: &Value, result: Outcome) {
         match result {
             Ok((payload, deliveries)) => {
-                me.send_self(Message::text(events::response(id, payload)));
+                me.send_self(Frame::text(events::response(id, payload)));
                 for d in deliveries {
                     self.hub
-                        .send_to_room(&d.user, is_live, Message::text(d.event.frame()));
+                        .send_to_room(&d.user, is_live, Frame::text(d.event.frame()));
                 }
             }
             Err(error) => {
-                me.send_self(Message::text(events::error_response(id, &error)));
+                me.send_self(Frame::text(events::error_response(id, &error)));
             }
         }
     }
@@ -276,7 +274,7 @@ impl ChatService {
         let replay = match store.replay(user, last_event_id, Now::current()) {
             Ok(r) => r,
             Err(error) => {
-                me.send_self(Message::text(events::error_response(id, &error)));
+                me.send_self(Frame::text(events::error_response(id, &error)));
                 return;
             }
         };
@@ -288,8 +286,8 @@ impl ChatService {
             payload["truncated"] = Value::Bool(true);
         }
         let mut batch = Vec::with_capacity(replay.events.len() + 1);
-        batch.push(Message::text(events::response(id, payload)));
-        batch.extend(replay.events.iter().map(|e| Message::text(e.frame())));
+        batch.push(Frame::text(events::response(id, payload)));
+        batch.extend(replay.events.iter().map(|e| Frame::text(e.frame())));
         me.send_self(batch);
         me.set_role(LIVE);
         if store.go_online(user) {

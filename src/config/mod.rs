@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 mod storage;
 mod tcp;
 
-pub use storage::StorageSettings;
+pub use storage::{StorageKind, StorageSettings};
 pub use tcp::TcpSettings;
 
 /// The settings file read when no `--config` is given and it exists.
@@ -396,9 +396,14 @@ pub struct ChatSettings {
     pub default_history_limit: usize,
     /// Largest `limit` of a `history` request (larger ones are capped).
     pub max_history_limit: usize,
-    /// Bytes of processed chat images kept in memory (least used dropped first).
+    /// Images in messages are scaled to fit this many pixels a side.
+    pub max_dimension: u32,
+    /// An image in a message is encoded to at most this many bytes.
     #[serde(deserialize_with = "de_size")]
-    pub image_cache_bytes: u64,
+    pub max_image_bytes: u64,
+    /// Largest image a message may carry (decoded base64 bytes).
+    #[serde(deserialize_with = "de_size")]
+    pub max_upload_bytes: u64,
 }
 
 impl Default for ChatSettings {
@@ -417,7 +422,9 @@ impl Default for ChatSettings {
             max_pending_requests: 64,
             default_history_limit: 50,
             max_history_limit: 500,
-            image_cache_bytes: 256 * 1024 * 1024,
+            max_dimension: 2048,
+            max_image_bytes: 500_000,
+            max_upload_bytes: 20 * 1024 * 1024,
         }
     }
 }

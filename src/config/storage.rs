@@ -5,11 +5,25 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// Where the files are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// In this instance: memory, or `dir` when set.
+    #[default]
+    Local,
+    /// Shared by every instance on `backend.redis_url` (below
+    /// `backend.key_prefix`).
+    Redis,
+}
+
 /// `storage` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
-    /// Directory for stored files; `None` keeps them in memory.
+    /// `local` (memory or `dir`) or `redis`.
+    pub kind: StorageKind,
+    /// Directory for stored files (`kind: local`); `None` keeps them in memory.
     pub dir: Option<PathBuf>,
     /// How many files the store holds at most.
     pub max_files: usize,
@@ -21,6 +35,7 @@ pub struct StorageSettings {
 impl Default for StorageSettings {
     fn default() -> Self {
         Self {
+            kind: StorageKind::Local,
             dir: None,
             max_files: 10_000,
             max_total_bytes: 1024 * 1024 * 1024,

@@ -1,27 +1,33 @@
-//! Directory-backed `FileStore`. Each file is written to a hidden temporary
+//! Directory-backed `FileRepo`. Each file is written to a hidden temporary
 //! file in the same directory, fsynced, then linked into place (which fails
 //! rather than overwrite), and the directory is fsynced: a reader sees either
 //! no file or the whole file, even across a crash. Names are checked by
 //! `validate_name`, so a joined path never leaves the directory; symlinks
 //! and anything else that is not a regular file are neither listed nor served.
+//! Disk work runs on blocking threads, so async callers simply await.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 
-use super::{
-    check_quota, validate_name, FileEntry, FileStore, Quota, StorageError, MAX_NAME_BYTES,
-};
+use super::{check_quota, validate_name, FileEntry, FileRepo, Quota, StorageError, MAX_NAME_BYTES};
 
 const TMP_PREFIX: &str = ".tmp-";
 
-/// Files kept in one directory.
-#[derive(Debug)]
+/// Files kept in one directory. Cheap to clone.
+#[derive(Debug, Clone)]
 pub struct DirStore {
+    inner: Arc<Dir>,
+}
+
+#[derive(Debug)]
+struct Dir {
     dir: PathBuf,
     quota: Quota,
     /// Files and bytes stored; the lock also serialises writers.
@@ -49,13 +55,31 @@ impl DirStore {
             }
         }
         Ok(Self {
-            dir: dir.to_owned(),
-            quota,
-            usage: Mutex::new(usage),
-            next_tmp: AtomicU64::new(0),
+            inner: Arc::new(Dir {
+                dir: dir.to_owned(),
+                quota,
+                usage: Mutex::new(usage),
+                next_tmp: AtomicU64::new(0),
+            }),
         })
     }
 
+    /// Runs `f` on a blocking thread: it touches the disk.
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Dir) -> Result<T, StorageError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StorageError>> {
+        let dir = self.inner.clone();
+        async move {
+            tokio::task::spawn_blocking(move || f(&dir))
+                .await
+                .unwrap_or(Err(StorageError::Interrupted))
+        }
+        .boxed()
+    }
+}
+
+impl Dir {
     fn write_tmp(&self, data: &[u8]) -> Result<PathBuf, StorageError> {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp = self
@@ -103,7 +127,23 @@ fn regular_file_size(entry: &fs::DirEntry, name: &str) -> Option<u64> {
     meta.file_type().is_file().then_some(meta.len())
 }
 
-impl FileStore for DirStore {
+impl FileRepo for DirStore {
+    fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, Result<(), StorageError>> {
+        let name = name.to_owned();
+        self.blocking(move |dir| dir.put(&name, data))
+    }
+
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>> {
+        let name = name.to_owned();
+        self.blocking(move |dir| dir.get(&name))
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<FileEntry>, StorageError>> {
+        self.blocking(Dir::list)
+    }
+}
+
+impl Dir {
     fn put(&self, name: &str, data: Bytes) -> Result<(), StorageError> {
         validate_name(name, MAX_NAME_BYTES)?;
         let target = self.dir.join(name);
@@ -160,24 +200,33 @@ impl FileStore for DirStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn writes_atomically_and_survives_reopen() {
+    #[tokio::test]
+    async fn writes_atomically_and_survives_reopen() {
         let tmp = tempfile::tempdir().unwrap();
         let store = DirStore::open(tmp.path(), Quota::default()).unwrap();
-        store.put("a.png", Bytes::from_static(b"abc")).unwrap();
+        store
+            .put("a.png", Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
         assert!(matches!(
-            store.put("a.png", Bytes::from_static(b"zzz")),
+            store.put("a.png", Bytes::from_static(b"zzz")).await,
             Err(StorageError::AlreadyExists(_))
         ));
         assert_eq!(fs::read(tmp.path().join("a.png")).unwrap(), b"abc");
-        assert_eq!(store.get("a.png").unwrap(), Bytes::from_static(b"abc"));
-        assert!(matches!(store.get("b.png"), Err(StorageError::NotFound(_))));
+        assert_eq!(
+            store.get("a.png").await.unwrap(),
+            Bytes::from_static(b"abc")
+        );
         assert!(matches!(
-            store.get("../a.png"),
+            store.get("b.png").await,
+            Err(StorageError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.get("../a.png").await,
             Err(StorageError::InvalidName(_))
         ));
         assert!(matches!(
-            store.put("../escape.png", Bytes::from_static(b"x")),
+            store.put("../escape.png", Bytes::from_static(b"x")).await,
             Err(StorageError::InvalidName(_))
         ));
 
@@ -193,7 +242,7 @@ mod tests {
         .unwrap();
         assert!(!tmp.path().join(".tmp-1-1").exists());
         assert_eq!(
-            reopened.list().unwrap(),
+            reopened.list().await.unwrap(),
             vec![FileEntry {
                 name: "a.png".into(),
                 size: 3
@@ -201,14 +250,14 @@ mod tests {
         );
         // The reopened store counts existing files against its quota.
         assert!(matches!(
-            reopened.put("b.png", Bytes::from_static(b"x")),
+            reopened.put("b.png", Bytes::from_static(b"x")).await,
             Err(StorageError::Full(_))
         ));
     }
 
     #[cfg(unix)]
-    #[test]
-    fn does_not_follow_symlinks() {
+    #[tokio::test]
+    async fn does_not_follow_symlinks() {
         let tmp = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         fs::write(outside.path().join("secret.png"), b"secret").unwrap();
@@ -218,9 +267,9 @@ mod tests {
         )
         .unwrap();
         let store = DirStore::open(tmp.path(), Quota::default()).unwrap();
-        assert!(store.list().unwrap().is_empty());
+        assert!(store.list().await.unwrap().is_empty());
         assert!(matches!(
-            store.get("link.png"),
+            store.get("link.png").await,
             Err(StorageError::NotFound(_))
         ));
     }

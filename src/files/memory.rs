@@ -1,13 +1,13 @@
-//! In-memory `FileStore`: a map of names to shared byte buffers.
+//! In-memory `FileRepo`: a map of names to shared byte buffers.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 
-use super::{
-    check_quota, validate_name, FileEntry, FileStore, Quota, StorageError, MAX_NAME_BYTES,
-};
+use super::{check_quota, validate_name, FileEntry, FileRepo, Quota, StorageError, MAX_NAME_BYTES};
 
 /// Files kept in memory for the life of the process.
 #[derive(Debug, Default)]
@@ -31,8 +31,25 @@ impl MemoryStore {
     }
 }
 
-impl FileStore for MemoryStore {
-    fn put(&self, name: &str, data: Bytes) -> Result<(), StorageError> {
+impl FileRepo for MemoryStore {
+    fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, Result<(), StorageError>> {
+        let put = self.put_now(name, data);
+        async move { put }.boxed()
+    }
+
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>> {
+        let got = self.get_now(name);
+        async move { got }.boxed()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<FileEntry>, StorageError>> {
+        let listed = self.list_now();
+        async move { listed }.boxed()
+    }
+}
+
+impl MemoryStore {
+    fn put_now(&self, name: &str, data: Bytes) -> Result<(), StorageError> {
         validate_name(name, MAX_NAME_BYTES)?;
         let mut files = self.lock();
         if files.contains_key(name) {
@@ -44,7 +61,7 @@ impl FileStore for MemoryStore {
         Ok(())
     }
 
-    fn get(&self, name: &str) -> Result<Bytes, StorageError> {
+    fn get_now(&self, name: &str) -> Result<Bytes, StorageError> {
         validate_name(name, MAX_NAME_BYTES)?;
         self.lock()
             .get(name)
@@ -52,7 +69,7 @@ impl FileStore for MemoryStore {
             .ok_or_else(|| StorageError::NotFound(name.to_owned()))
     }
 
-    fn list(&self) -> Result<Vec<FileEntry>, StorageError> {
+    fn list_now(&self) -> Result<Vec<FileEntry>, StorageError> {
         Ok(self
             .lock()
             .iter()
@@ -68,29 +85,36 @@ impl FileStore for MemoryStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stores_lists_and_refuses_duplicates_and_overflow() {
+    #[tokio::test]
+    async fn stores_lists_and_refuses_duplicates_and_overflow() {
         let store = MemoryStore::new(Quota {
             max_files: 2,
             max_total_bytes: 10,
         });
-        store.put("b.png", Bytes::from_static(b"1234")).unwrap();
-        store.put("a.png", Bytes::from_static(b"12")).unwrap();
+        store
+            .put("b.png", Bytes::from_static(b"1234"))
+            .await
+            .unwrap();
+        store.put("a.png", Bytes::from_static(b"12")).await.unwrap();
         assert!(matches!(
-            store.put("a.png", Bytes::from_static(b"x")),
+            store.put("a.png", Bytes::from_static(b"x")).await,
             Err(StorageError::AlreadyExists(_))
         ));
         assert!(matches!(
-            store.put("c.png", Bytes::from_static(b"x")),
+            store.put("c.png", Bytes::from_static(b"x")).await,
             Err(StorageError::Full(_))
         ));
-        assert_eq!(store.get("b.png").unwrap(), Bytes::from_static(b"1234"));
+        assert_eq!(
+            store.get("b.png").await.unwrap(),
+            Bytes::from_static(b"1234")
+        );
         assert!(matches!(
-            store.get("zz.png"),
+            store.get("zz.png").await,
             Err(StorageError::NotFound(_))
         ));
         let names: Vec<_> = store
             .list()
+            .await
             .unwrap()
             .into_iter()
             .map(|e| (e.name, e.size))
@@ -105,11 +129,11 @@ mod tests {
             max_total_bytes: 3,
         });
         assert!(matches!(
-            small.put("a.png", Bytes::from_static(b"1234")),
+            small.put("a.png", Bytes::from_static(b"1234")).await,
             Err(StorageError::Full(_))
         ));
         assert!(matches!(
-            small.put("../x", Bytes::from_static(b"1")),
+            small.put("../x", Bytes::from_static(b"1")).await,
             Err(StorageError::InvalidName(_))
         ));
     }

@@ -1,22 +1,26 @@
 //! The named-file store shared by the TCP image-sharing protocol and the
 //! `/files` HTTP routes: one flat namespace of files, kept in memory by
-//! default or in a directory when `storage.dir` is set.
+//! default, in a directory when `storage.dir` is set, or shared by every
+//! instance on one Redis with `storage.kind: redis`.
 //!
-//! This module owns the `FileStore` trait, its errors and the one way to
-//! call it from async code (`blocking`); the name rules live in `name`, the
-//! two implementations in `memory` and `dir`.
+//! This module owns the async `FileRepo` trait and its errors; the name
+//! rules live in `name`, the implementations one a file (`memory`, `dir`;
+//! the directory store does its disk work on blocking threads itself).
 //! Stores never overwrite: a second `put` of the same name is refused.
 
 pub mod dir;
 pub mod memory;
 pub mod name;
+pub mod redis;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 use crate::error::Code;
 
+pub use self::redis::RedisStore;
 pub use crate::config::StorageSettings;
 pub use dir::DirStore;
 pub use memory::MemoryStore;
@@ -44,14 +48,34 @@ impl From<&StorageSettings> for Quota {
     }
 }
 
-/// Opens the configured store: a directory when `storage.dir` is set
-/// (created if needed), else memory.
-pub fn open(settings: &StorageSettings) -> Result<Arc<dyn FileStore>, StorageError> {
+/// Opens the configured local store: a directory when `storage.dir` is set
+/// (created if needed), else memory. (`connect` opens any kind.)
+pub fn open(settings: &StorageSettings) -> Result<Arc<dyn FileRepo>, StorageError> {
     let quota = Quota::from(settings);
     Ok(match &settings.dir {
         Some(dir) => Arc::new(DirStore::open(dir, quota)?),
         None => Arc::new(MemoryStore::new(quota)),
     })
+}
+
+/// Opens the configured store: the local one (`open`), or with
+/// `storage.kind: redis` the files shared on `backend.redis_url` below
+/// `backend.key_prefix`.
+pub async fn connect(
+    settings: &StorageSettings,
+    backend: &crate::config::BackendSettings,
+) -> Result<Arc<dyn FileRepo>, StorageError> {
+    match settings.kind {
+        crate::config::StorageKind::Local => open(settings),
+        crate::config::StorageKind::Redis => Ok(Arc::new(
+            RedisStore::connect(
+                &backend.redis_url,
+                &backend.key_prefix,
+                Quota::from(settings),
+            )
+            .await?,
+        )),
+    }
 }
 
 /// One stored file, as listed.
@@ -75,6 +99,9 @@ pub enum StorageError {
     /// The store operation stopped half-way (its thread panicked).
     #[error("the store operation was interrupted")]
     Interrupted,
+    /// The shared store (Redis) failed or did not answer.
+    #[error("the shared file store failed: {0}")]
+    Backend(String),
     #[error("storage I/O error while {action}: {source}")]
     Io {
         action: &'static str,
@@ -95,30 +122,21 @@ impl StorageError {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::NotFound(_) => Code::NotFound,
             Self::Full(_) => Code::StoreFull,
-            Self::Io { .. } | Self::Interrupted => Code::StorageError,
+            Self::Io { .. } | Self::Interrupted | Self::Backend(_) => Code::StorageError,
         }
     }
 }
 
-/// Runs a store operation on a blocking thread: stores are synchronous and
-/// may touch the disk. The one way async callers use a `FileStore`.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or(Err(StorageError::Interrupted))
-}
-
-/// A flat store of named files. Operations are synchronous and may touch the
-/// disk: async callers run them with `tokio::task::spawn_blocking`.
-pub trait FileStore: Send + Sync + 'static {
+/// A flat store of named files; a second `put` of a name is refused. The
+/// one way every protocol reaches the files: memory, a directory, or (with
+/// one more implementation) a shared backend.
+pub trait FileRepo: Send + Sync + 'static {
     /// Stores `data` under `name`; never overwrites an existing file.
-    fn put(&self, name: &str, data: Bytes) -> Result<(), StorageError>;
+    fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, Result<(), StorageError>>;
     /// The exact bytes stored under `name`.
-    fn get(&self, name: &str) -> Result<Bytes, StorageError>;
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>>;
     /// All files, sorted by name.
-    fn list(&self) -> Result<Vec<FileEntry>, StorageError>;
+    fn list(&self) -> BoxFuture<'_, Result<Vec<FileEntry>, StorageError>>;
 }
 
 /// Checks `data` fits the quota given the current usage.

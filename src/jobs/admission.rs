@@ -48,10 +48,11 @@ impl WorkerPool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn png(width: u32, height: u32) -> Vec<u8> {
+    /// A plain PNG for the job service's unit tests.
+    pub(in crate::jobs) fn png(width: u32, height: u32) -> Vec<u8> {
         let img = image::RgbImage::from_pixel(width, height, image::Rgb([10, 20, 30]));
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();

@@ -45,6 +45,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// Waits for a worker slot; fails once the pool is closed.
+    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, JobError> {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| JobError::ShuttingDown)
+    }
+
     fn refresh_idle(&self) {
         let idle = self.queued.load(Ordering::Acquire) == 0
             && self.processing.load(Ordering::Acquire) == 0;
@@ -63,6 +72,8 @@ pub struct Admission {
     held_bytes: u64,
     /// A deadline shorter than the pool's, when the protocol asks for one.
     timeout: Option<Duration>,
+    /// Counted as processing since `ready`.
+    running: Option<Running>,
 }
 
 impl WorkerPool {
@@ -120,6 +131,7 @@ impl WorkerPool {
                 counted_queued: false,
                 held_bytes: 0,
                 timeout: None,
+                running: None,
             });
         }
         let bytes = bytes as u64;
@@ -148,6 +160,7 @@ impl WorkerPool {
                     counted_queued: true,
                     held_bytes: bytes,
                     timeout: None,
+                    running: None,
                 })
             }
             Err(_) => {
@@ -160,19 +173,14 @@ impl WorkerPool {
     /// Waits for a free worker slot (never a queue place): for the loop
     /// that takes shared jobs from a backend only as fast as it can run them.
     pub async fn wait_slot(&self) -> Result<Admission, JobError> {
-        let permit = self
-            .inner
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::ShuttingDown)?;
+        let permit = self.inner.acquire_slot().await?;
         Ok(Admission {
             inner: self.inner.clone(),
             permit: Some(permit),
             counted_queued: false,
             held_bytes: 0,
             timeout: None,
+            running: None,
         })
     }
 
@@ -191,37 +199,58 @@ impl WorkerPool {
     }
 }
 
+/// The pool bounds the memory job queue: a claimed job takes its place at
+/// once (a free slot or a queue place) and holds it until it runs.
+impl crate::backend::Gate for WorkerPool {
+    fn enter(&self, input_len: usize) -> Option<crate::backend::Place> {
+        self.try_admit_holding(input_len)
+            .ok()
+            .map(|a| Box::new(a) as crate::backend::Place)
+    }
+}
+
 impl Admission {
+    /// The admission a job's place holds, if it is one.
+    pub fn from_place(place: crate::backend::Place) -> Option<Self> {
+        place.downcast::<Self>().ok().map(|a| *a)
+    }
+
     /// Stops the job after `timeout` if that is sooner than the pool's deadline.
     pub fn within(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
+    /// Waits for a worker slot (when queued) and counts the job as
+    /// processing from then on: what a caller that announces the start
+    /// itself does before `run`.
+    pub async fn ready(mut self) -> Result<Self, JobError> {
+        if self.permit.is_none() {
+            self.permit = Some(self.inner.acquire_slot().await?);
+        }
+        if self.running.is_none() {
+            self.running = Some(Running::start(self.inner.clone()));
+            self.leave_queue();
+        }
+        Ok(self)
+    }
+
     /// Waits for a worker slot, calls `on_start`, then runs the pipeline on a
     /// blocking thread with the pool's deadline.
     pub async fn run(
-        mut self,
+        self,
         input: Bytes,
         mut options: Options,
         on_start: impl FnOnce() + Send,
     ) -> Result<Output, JobError> {
-        let permit = match self.permit.take() {
-            Some(p) => p,
-            None => self
-                .inner
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| JobError::ShuttingDown)?,
+        let mut this = self.ready().await?;
+        let (Some(permit), Some(running)) = (this.permit.take(), this.running.take()) else {
+            return Err(JobError::ShuttingDown);
         };
-        let running = Running::start(self.inner.clone());
-        self.leave_queue();
         on_start();
-        let timeout = self
+        let timeout = this
             .timeout
-            .map_or(self.inner.timeout, |t| t.min(self.inner.timeout));
+            .map_or(this.inner.timeout, |t| t.min(this.inner.timeout));
         let deadline = Instant::now() + timeout;
         options.deadline = Some(options.deadline.map_or(deadline, |d| d.min(deadline)));
         let task = tokio::task::spawn_blocking(move || {

@@ -6,20 +6,21 @@
 //! has a `watch` channel, so waiters react at once) and the optional disk
 //! copy of results. It does not speak HTTP or WebSocket.
 //!
-//! With a distributed backend (`with_backend`), the backend holds the truth
-//! and this store is the instance's mirror of it (`shared`).
+//! The job backend (`backend::JobRepo` + `backend::JobQueue`) holds the
+//! truth and this store is the instance's mirror of it (`shared`): memory
+//! mode is `backend::MemoryJobs`, bounded by the worker pool; `with_backend`
+//! puts another (Redis) in its place.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::sync::Cache;
 
-use super::task::{Finished, Submitted, Task, Variant, VariantState};
+use super::task::{Finished, Task, VariantState};
 use super::{JobError, TaskKey, VariantSpec, WorkerPool};
-use crate::backend::RedisBackend;
+use crate::backend::{JobQueue, JobRepo, MemoryJobs};
 use crate::pipeline::{Limits, Options, Output};
 
 /// Outcome counts and sizes, reported to metrics by the store.
@@ -68,13 +69,20 @@ pub struct JobStore {
     limits: Limits,
     auto_avif_max_pixels: u64,
     output_dir: Option<PathBuf>,
-    seq: Arc<AtomicU64>,
     observer: Option<Arc<dyn JobObserver>>,
-    pub(super) backend: Option<Arc<RedisBackend>>,
+    pub(super) repo: Arc<dyn JobRepo>,
+    pub(super) queue: Arc<dyn JobQueue>,
 }
 
 impl JobStore {
+    /// A store in memory mode: its backend is a `MemoryJobs` whose queue
+    /// is bounded by `pool`. Its jobs run once `worker::start` runs.
     pub fn new(settings: StoreSettings, pool: WorkerPool) -> Self {
+        let memory = Arc::new(MemoryJobs::new(
+            settings.ttl,
+            settings.max_bytes,
+            Some(Arc::new(pool.clone())),
+        ));
         let tasks = Cache::builder()
             .time_to_live(settings.ttl)
             .max_capacity(settings.max_bytes)
@@ -86,21 +94,27 @@ impl JobStore {
             limits: settings.limits,
             auto_avif_max_pixels: settings.auto_avif_max_pixels,
             output_dir: settings.output_dir,
-            seq: Arc::new(AtomicU64::new(0)),
             observer: None,
-            backend: None,
+            repo: memory.clone(),
+            queue: memory,
         }
     }
 
-    /// Shares jobs with other instances through `backend`.
-    pub fn with_backend(mut self, backend: Arc<RedisBackend>) -> Self {
-        self.backend = Some(backend);
+    /// Keeps jobs in `backend` instead (Redis: shared with other instances).
+    pub fn with_backend<B: JobRepo + JobQueue + 'static>(mut self, backend: Arc<B>) -> Self {
+        self.repo = backend.clone();
+        self.queue = backend;
         self
     }
 
-    /// The distributed backend, when there is one.
-    pub fn backend(&self) -> Option<&Arc<RedisBackend>> {
-        self.backend.as_ref()
+    /// The job backend's records (for readiness checks).
+    pub fn repo(&self) -> &Arc<dyn JobRepo> {
+        &self.repo
+    }
+
+    /// The job backend's queue (for the worker loop).
+    pub fn queue(&self) -> &Arc<dyn JobQueue> {
+        &self.queue
     }
 
     /// The pipeline options of a variant's job, with this server's limits
@@ -136,88 +150,17 @@ impl JobStore {
     }
 
     /// Submits `bytes` with `spec`. An identical variant already done or in
-    /// flight is returned as is; a new one is admitted to the pool at once
-    /// or refused with `QueueFull` (and then leaves no trace). With a
-    /// backend, single flight and the queue bound span every instance.
-    pub async fn submit(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
-        super::check_header(&bytes, &self.limits)?;
-        match self.backend.clone() {
-            None => self.submit_local(bytes, spec),
-            Some(backend) => self.submit_shared(&backend, bytes, spec).await,
-        }
-    }
-
-    fn submit_local(&self, bytes: Bytes, spec: VariantSpec) -> Result<Submitted, JobError> {
-        let key = TaskKey::of(&bytes);
-        let original_size = bytes.len();
-        let task = self.tasks.get_with(key.clone(), || {
-            Arc::new(Task::new(key.clone(), original_size))
-        });
-
-        let (variant, admission) = {
-            let mut variants = task.lock_variants();
-            let existing = variants.iter().position(|v| v.spec == spec);
-            if let Some(i) = existing {
-                if variants[i].reusable() {
-                    return Ok(Submitted {
-                        task: task.clone(),
-                        variant: variants[i].clone(),
-                        deduplicated: true,
-                    });
-                }
-            }
-            let admission = self.pool.try_admit_holding(bytes.len())?;
-            let variant = Variant::new(spec, VariantState::Queued);
-            match existing {
-                Some(i) => variants[i] = variant.clone(),
-                None => variants.push(variant.clone()),
-            }
-            (variant, admission)
-        };
-
-        let store = self.clone();
-        let job_task = task.clone();
-        let job_variant = variant.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let options = store.job_options(&spec);
-            let on_start = {
-                let v = job_variant.clone();
-                move || {
-                    v.state.send_replace(VariantState::Processing);
-                }
-            };
-            let result = admission.run(bytes, options, on_start).await;
-            store.finish(&job_task, &job_variant, result, started).await;
-        });
-        Ok(Submitted {
-            task,
-            variant,
-            deduplicated: false,
-        })
-    }
-
-    async fn finish(
+    /// flight is returned as is; a new one is admitted at once or refused
+    /// with `QueueFull` (and then leaves no trace). In memory mode the pool
+    /// bounds the queue; with Redis, single flight and the queue bound span
+    /// every instance.
+    pub async fn submit(
         &self,
-        task: &Arc<Task>,
-        variant: &Arc<Variant>,
-        result: Result<Output, JobError>,
-        started: Instant,
-    ) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let state = self
-            .settle(
-                &task.key,
-                &variant.spec,
-                task.original_size,
-                result,
-                started,
-                seq,
-            )
-            .await;
-        variant.state.send_replace(state);
-        // Insert again so the cache weighs the result and restarts the TTL.
-        self.tasks.insert(task.key.clone(), task.clone());
+        bytes: Bytes,
+        spec: VariantSpec,
+    ) -> Result<super::Submitted, JobError> {
+        super::check_header(&bytes, &self.limits)?;
+        self.submit_shared(bytes, spec).await
     }
 
     /// What every finished job goes through, wherever it ran: the result

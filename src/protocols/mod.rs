@@ -8,9 +8,12 @@
 //!   one socket loop, one wire module and one in-flight limiter.
 //! - `tcp`: the pickle-framed image-sharing protocol.
 //!
+//! `job_view` holds the job views HTTP and WebSocket answers share.
+//!
 //! [`router`] is the one place HTTP and WebSocket routes are put together.
 
 pub mod http;
+pub mod job_view;
 pub mod tcp;
 pub mod ws;
 
@@ -21,7 +24,7 @@ use axum::Router;
 use crate::chat::ChatService;
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::files::FileStore;
+use crate::files::FileRepo;
 use crate::jobs::WorkerPool;
 
 /// What the routes serve: the services of one server.
@@ -30,7 +33,7 @@ pub struct Services {
     pub settings: Arc<Settings>,
     pub pool: WorkerPool,
     pub app: http::AppState,
-    pub files: Arc<dyn FileStore>,
+    pub files: Arc<dyn FileRepo>,
     pub chat: Arc<ChatService>,
 }
 

@@ -13,14 +13,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Message;
-
 use super::hub::{JoinError, Membership, Outbound, RoomHub};
+use crate::backend::Frame;
 
 /// One history item: the messages a late joiner is sent for it.
 struct Item {
     at: Instant,
-    messages: Vec<Message>,
+    messages: Vec<Frame>,
     bytes: usize,
 }
 
@@ -28,7 +27,7 @@ struct Item {
 struct RoomLog {
     items: VecDeque<Item>,
     /// The latest state message of each kind, in order of first setting.
-    state: Vec<(String, Message)>,
+    state: Vec<(String, Frame)>,
     /// Bytes of `items` and `state` together.
     bytes: usize,
 }
@@ -45,15 +44,11 @@ pub struct History {
 pub struct Joined {
     pub membership: Membership,
     pub outbound: Outbound,
-    pub preface: Vec<Message>,
+    pub preface: Vec<Frame>,
 }
 
-fn size_of(m: &Message) -> usize {
-    match m {
-        Message::Text(t) => t.len(),
-        Message::Binary(b) => b.len(),
-        _ => 0,
-    }
+fn size_of(m: &Frame) -> usize {
+    m.len()
 }
 
 impl History {
@@ -98,7 +93,7 @@ impl History {
 
     /// Records `item` (the messages a late joiner will get) and runs
     /// `deliver` (sending it live) under the room log's lock.
-    pub fn publish(&self, room: &str, item: Vec<Message>, deliver: impl FnOnce()) {
+    pub fn publish(&self, room: &str, item: Vec<Frame>, deliver: impl FnOnce()) {
         let shared = self.log(room);
         {
             let mut log = shared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -122,7 +117,7 @@ impl History {
     /// gets the latest of each kind, before the history items) and runs
     /// `deliver` (sending it live) under the room log's lock. Kept as long
     /// as the room's history, even with `share.history` at 0.
-    pub fn set_state(&self, room: &str, key: &str, msg: Message, deliver: impl FnOnce()) {
+    pub fn set_state(&self, room: &str, key: &str, msg: Frame, deliver: impl FnOnce()) {
         let shared = self.log(room);
         {
             let mut log = shared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -164,9 +159,9 @@ mod tests {
         })
     }
 
-    fn texts(msgs: &[Message]) -> Vec<String> {
+    fn texts(msgs: &[Frame]) -> Vec<String> {
         msgs.iter()
-            .map(|m| m.to_text().unwrap().to_owned())
+            .map(|m| m.as_text().unwrap().to_owned())
             .collect()
     }
 
@@ -174,9 +169,9 @@ mod tests {
     fn a_late_joiner_gets_the_last_items_in_order() {
         let history = History::new(2, Duration::from_secs(60), 1 << 20);
         for t in ["1", "2", "3"] {
-            history.publish("r", vec![Message::text(t)], || {});
+            history.publish("r", vec![Frame::text(t)], || {});
         }
-        history.publish("other", vec![Message::text("x")], || {});
+        history.publish("other", vec![Frame::text("x")], || {});
         let joined = history.join(&hub(), "r", "late").unwrap();
         assert_eq!(texts(&joined.preface), ["2", "3"]);
     }
@@ -184,10 +179,10 @@ mod tests {
     #[test]
     fn a_joiner_gets_the_latest_state_of_each_kind_first() {
         let history = History::new(5, Duration::from_secs(60), 1 << 20);
-        history.publish("r", vec![Message::text("item")], || {});
+        history.publish("r", vec![Frame::text("item")], || {});
         let mut delivered = 0;
         for (key, text) in [("pad", "v1"), ("other", "o"), ("pad", "v2")] {
-            history.set_state("r", key, Message::text(text), || delivered += 1);
+            history.set_state("r", key, Frame::text(text), || delivered += 1);
         }
         assert_eq!(delivered, 3);
         let joined = history.join(&hub(), "r", "late").unwrap();
@@ -200,7 +195,7 @@ mod tests {
     #[test]
     fn expired_items_are_not_sent() {
         let history = History::new(5, Duration::ZERO, 1 << 20);
-        history.publish("r", vec![Message::text("old")], || {});
+        history.publish("r", vec![Frame::text("old")], || {});
         let joined = history.join(&hub(), "r", "late").unwrap();
         assert!(joined.preface.is_empty());
     }

@@ -22,7 +22,7 @@
 //!   [`send_where`](MemberHandle::send_where) (members matching a
 //!   predicate over [`MemberView`], e.g. img2img consumers). A member may
 //!   carry a role ([`MemberHandle::set_role`]) for such predicates.
-//!   Every send takes a [`Batch`]: one `Message` or a `Vec<Message>`; the
+//!   Every send takes a [`Batch`]: one [`Frame`] or a `Vec<Frame>`; the
 //!   messages of one batch reach each member consecutively, never
 //!   interleaved with another batch (an image's chunks, a metadata frame
 //!   and its binary frame).
@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use axum::extract::ws::Message;
+use crate::backend::Frame;
 use tokio::sync::{mpsc, Notify};
 
 /// A member's id, unique within one hub for the life of the process.
@@ -97,7 +97,7 @@ struct Room {
 struct Entry {
     name: String,
     role: Option<String>,
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::Sender<Frame>,
     /// Signalled when the member is dropped as too slow.
     kicked: Arc<Notify>,
 }
@@ -119,23 +119,23 @@ pub struct MemberHandle {
 /// Messages delivered together: each recipient gets all of them,
 /// consecutively, or (if its queue cannot hold them all) none and is dropped.
 #[derive(Debug, Clone)]
-pub struct Batch(Vec<Message>);
+pub struct Batch(Vec<Frame>);
 
-impl From<Message> for Batch {
-    fn from(msg: Message) -> Self {
+impl From<Frame> for Batch {
+    fn from(msg: Frame) -> Self {
         Self(vec![msg])
     }
 }
 
-impl From<Vec<Message>> for Batch {
-    fn from(msgs: Vec<Message>) -> Self {
+impl From<Vec<Frame>> for Batch {
+    fn from(msgs: Vec<Frame>) -> Self {
         Self(msgs)
     }
 }
 
 /// The receiving end of a member's queue, drained by its socket.
 pub struct Outbound {
-    queue: mpsc::Receiver<Message>,
+    queue: mpsc::Receiver<Frame>,
     kicked: Arc<Notify>,
 }
 
@@ -396,12 +396,12 @@ impl Room {
 
 impl Outbound {
     /// The next queued message; `None` once the member has left the room.
-    pub async fn recv(&mut self) -> Option<Message> {
+    pub async fn recv(&mut self) -> Option<Frame> {
         self.queue.recv().await
     }
 
     /// A queued message if there is one right now, without waiting.
-    pub fn try_recv(&mut self) -> Option<Message> {
+    pub fn try_recv(&mut self) -> Option<Frame> {
         self.queue.try_recv().ok()
     }
 
@@ -432,15 +432,15 @@ mod tests {
         })
     }
 
-    fn text(s: &str) -> Message {
-        Message::text(s)
+    fn text(s: &str) -> Frame {
+        Frame::text(s)
     }
 
     fn next_text(out: &mut Outbound) -> Option<String> {
         out.queue
             .try_recv()
             .ok()
-            .map(|m| m.into_text().unwrap().to_string())
+            .map(|m| m.as_text().unwrap().to_owned())
     }
 
     #[test]

@@ -12,9 +12,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use axum::extract::ws::Message;
-
 use super::hub::{MemberHandle, MemberId};
+use crate::backend::Frame;
 
 /// One present member and the label the others see for it.
 #[derive(Debug, Clone)]
@@ -47,9 +46,9 @@ impl Presence {
         &self,
         member: &MemberHandle,
         label: &str,
-        greeting: impl FnOnce(&[&str]) -> Message,
-        arrival: Message,
-    ) -> Message {
+        greeting: impl FnOnce(&[&str]) -> Frame,
+        arrival: Frame,
+    ) -> Frame {
         let mut rooms = self.lock();
         let present = rooms.entry(member.room_name().to_owned()).or_default();
         let others: Vec<MemberId> = present.iter().map(|p| p.id).collect();
@@ -65,7 +64,7 @@ impl Presence {
 
     /// Removes `member` and sends `departure` to the members still present.
     /// Does nothing for a member that is not present.
-    pub fn depart(&self, member: &MemberHandle, departure: Message) {
+    pub fn depart(&self, member: &MemberHandle, departure: Frame) {
         let mut rooms = self.lock();
         let room = member.room_name();
         let Some(present) = rooms.get_mut(room) else {
@@ -99,12 +98,12 @@ mod tests {
 
     fn texts(out: &mut Outbound) -> Vec<String> {
         std::iter::from_fn(|| out.try_recv())
-            .map(|m| m.into_text().unwrap().to_string())
+            .map(|m| m.as_text().unwrap().to_owned())
             .collect()
     }
 
-    fn list(labels: &[&str]) -> Message {
-        Message::text(labels.join(","))
+    fn list(labels: &[&str]) -> Frame {
+        Frame::text(labels.join(","))
     }
 
     #[test]
@@ -116,31 +115,31 @@ mod tests {
         let presence = Presence::new();
         let (a, mut ao) = hub.join("r", "a").unwrap();
         assert_eq!(
-            presence.arrive(&a, "a", list, Message::text("+a")),
-            Message::text("a")
+            presence.arrive(&a, "a", list, Frame::text("+a")),
+            Frame::text("a")
         );
         // b has joined the room but is not present yet: it hears nothing
         // of a departure before its own arrival.
         let (b, mut bo) = hub.join("r", "b").unwrap();
         let (c, mut co) = hub.join("r", "c").unwrap();
         assert_eq!(
-            presence.arrive(&c, "c", list, Message::text("+c")),
-            Message::text("a,c")
+            presence.arrive(&c, "c", list, Frame::text("+c")),
+            Frame::text("a,c")
         );
-        presence.depart(&c, Message::text("-c"));
+        presence.depart(&c, Frame::text("-c"));
         assert_eq!(
-            presence.arrive(&b, "b", list, Message::text("+b")),
-            Message::text("a,b")
+            presence.arrive(&b, "b", list, Frame::text("+b")),
+            Frame::text("a,b")
         );
         assert_eq!(texts(&mut ao), ["+c", "-c", "+b"]);
         assert!(texts(&mut bo).is_empty());
         assert!(texts(&mut co).is_empty(), "no news of itself");
         assert_eq!(presence.labels("r"), ["a", "b"]);
 
-        presence.depart(&a, Message::text("-a"));
-        presence.depart(&a, Message::text("-a again"));
+        presence.depart(&a, Frame::text("-a"));
+        presence.depart(&a, Frame::text("-a again"));
         assert_eq!(texts(&mut bo), ["-a"], "a departure is told once");
-        presence.depart(&b, Message::text("-b"));
+        presence.depart(&b, Frame::text("-b"));
         assert!(presence.labels("r").is_empty());
     }
 }

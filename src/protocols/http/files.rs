@@ -12,11 +12,11 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::files::{self, FileStore, StorageError};
+use crate::files::{FileRepo, StorageError};
 use crate::pipeline::InputFormat;
 
 /// The routes, with the store as their own state.
-pub fn routes(store: Arc<dyn FileStore>) -> Router {
+pub fn routes(store: Arc<dyn FileRepo>) -> Router {
     Router::new()
         .route("/files", get(list))
         .route("/files/{name}", get(fetch))
@@ -24,22 +24,25 @@ pub fn routes(store: Arc<dyn FileStore>) -> Router {
 }
 
 fn store_error(e: StorageError) -> Response {
-    if matches!(e, StorageError::Io { .. } | StorageError::Interrupted) {
+    if matches!(
+        e,
+        StorageError::Io { .. } | StorageError::Interrupted | StorageError::Backend(_)
+    ) {
         tracing::error!(error = %e, "file store error");
         return ApiError::of(e.code(), "the file store could not be read").into_response();
     }
     ApiError::of(e.code(), e.to_string()).into_response()
 }
 
-async fn list(State(store): State<Arc<dyn FileStore>>) -> Response {
-    match files::blocking(move || store.list()).await {
+async fn list(State(store): State<Arc<dyn FileRepo>>) -> Response {
+    match store.list().await {
         Ok(files) => Json(json!({ "files": files })).into_response(),
         Err(e) => store_error(e),
     }
 }
 
-async fn fetch(State(store): State<Arc<dyn FileStore>>, Path(name): Path<String>) -> Response {
-    let data = match files::blocking(move || store.get(&name)).await {
+async fn fetch(State(store): State<Arc<dyn FileRepo>>, Path(name): Path<String>) -> Response {
+    let data = match store.get(&name).await {
         Ok(data) => data,
         Err(e) => return store_error(e),
     };

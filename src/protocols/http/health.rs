@@ -22,20 +22,16 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         );
     }
     let stats = state.store.pool().stats();
-    let backend = match state.store.backend() {
-        None => "memory",
-        Some(redis) => match redis.ping().await {
-            Ok(()) => "redis",
-            Err(e) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(
-                        json!({ "status": "backend_unavailable", "backend": "redis", "message": e.to_string() }),
-                    ),
-                )
-            }
-        },
-    };
+    let repo = state.store.repo();
+    let backend = repo.kind();
+    if let Err(e) = repo.ping().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "status": "backend_unavailable", "backend": backend, "message": e.to_string() }),
+            ),
+        );
+    }
     (
         StatusCode::OK,
         Json(json!({ "status": "ready", "backend": backend, "queue": stats })),

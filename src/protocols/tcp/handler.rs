@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::message::{Command, Details, Reply, Request};
 use crate::config::TcpSettings;
-use crate::files::{self, validate_name, FileStore, StorageError};
+use crate::files::{validate_name, FileRepo, StorageError};
 use crate::jobs::check_header;
 use crate::pipeline::{InputFormat, Limits};
 
@@ -19,7 +19,7 @@ pub const EMPTY_LIST_TEXT: &str = "No files have been shared yet.";
 /// Answers one request.
 pub async fn handle(
     request: Request,
-    store: &Arc<dyn FileStore>,
+    store: &Arc<dyn FileRepo>,
     settings: &TcpSettings,
     limits: &Limits,
 ) -> Reply {
@@ -66,7 +66,7 @@ fn checked_name(
 /// A store failure as DETAILS text (server-side faults are logged, not shown).
 fn store_failure(e: StorageError, doing: &str) -> String {
     match e {
-        StorageError::Io { .. } | StorageError::Interrupted => {
+        StorageError::Io { .. } | StorageError::Interrupted | StorageError::Backend(_) => {
             tracing::error!(error = %e, "a shared file could not be {doing}");
             format!("the file could not be {doing} (server storage error)")
         }
@@ -76,7 +76,7 @@ fn store_failure(e: StorageError, doing: &str) -> String {
 
 async fn put(
     request: Request,
-    store: &Arc<dyn FileStore>,
+    store: &Arc<dyn FileRepo>,
     settings: &TcpSettings,
     limits: &Limits,
 ) -> Result<Reply, String> {
@@ -111,10 +111,9 @@ async fn put(
         ..*limits
     };
     check_header(&data, &limits).map_err(|e| format!("FILE_DATA is not a valid image: {e}"))?;
-    let store = Arc::clone(store);
     let size = data.len();
-    let stored_name = name.clone();
-    files::blocking(move || store.put(&stored_name, data))
+    store
+        .put(&name, data)
         .await
         .map_err(|e| store_failure(e, "stored"))?;
     Ok(Reply::ok(
@@ -126,22 +125,20 @@ async fn put(
 
 async fn get(
     request: Request,
-    store: &Arc<dyn FileStore>,
+    store: &Arc<dyn FileRepo>,
     settings: &TcpSettings,
 ) -> Result<Reply, String> {
     let name = checked_name(request.filename, Command::Get, settings)?;
-    let store = Arc::clone(store);
-    let lookup = name.clone();
-    let data = files::blocking(move || store.get(&lookup))
+    let data = store
+        .get(&name)
         .await
         .map_err(|e| store_failure(e, "read"))?;
     let details = Details::Text(format!("{} bytes", data.len()));
     Ok(Reply::ok(Command::Get, details).with_file(Some(name), Some(data)))
 }
 
-async fn list(store: &Arc<dyn FileStore>) -> Result<Reply, String> {
-    let store = Arc::clone(store);
-    let files = files::blocking(move || store.list()).await.map_err(|e| {
+async fn list(store: &Arc<dyn FileRepo>) -> Result<Reply, String> {
+    let files = store.list().await.map_err(|e| {
         tracing::error!(error = %e, "listing shared files failed");
         "the files could not be listed (server storage error)".to_owned()
     })?;

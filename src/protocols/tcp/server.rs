@@ -19,7 +19,7 @@ use super::frame::{read_frame, write_frame, FrameError, FrameLimits};
 use super::handler::handle;
 use super::message::{decode_request, Reply};
 use crate::config::TcpSettings;
-use crate::files::FileStore;
+use crate::files::FileRepo;
 use crate::pipeline::Limits;
 
 /// What every connection is held to.
@@ -33,7 +33,7 @@ struct Rules {
 /// current request. Uploaded images are checked against `limits`.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<dyn FileStore>,
+    store: Arc<dyn FileRepo>,
     settings: TcpSettings,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -86,7 +86,7 @@ async fn refuse_busy(stream: TcpStream, write_timeout: Duration) {
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    store: Arc<dyn FileStore>,
+    store: Arc<dyn FileRepo>,
     settings: &TcpSettings,
     limits: &Limits,
     stop: CancellationToken,

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
@@ -19,9 +19,9 @@ use super::limiter::{InFlight, InFlightPermit};
 use super::socket::{self, Session};
 use crate::error::{ApiError, Code};
 use crate::jobs::{JobError, OptionRules, Task, UploadOptions, Variant, VariantSpec, VariantState};
-use crate::protocols::http::jobs_api::{QualityValue, VariantView};
 use crate::protocols::http::AppState;
-use crate::rooms::{MemberHandle, Membership};
+use crate::protocols::job_view::{QualityValue, VariantView};
+use crate::rooms::{Frame, MemberHandle, Membership};
 
 /// One request frame. The upload options are flattened in.
 #[derive(Debug, Deserialize)]
@@ -211,7 +211,7 @@ async fn follow(
             v["height"] = json!(view.height);
             v["original_size"] = json!(task.original_size);
             if binary {
-                vec![text(v), Message::Binary(done.bytes.clone())]
+                vec![text(v), Frame::binary(done.bytes.clone())]
             } else {
                 v["file"] = json!(crate::encoding::encode(&done.bytes));
                 vec![text(v)]
@@ -236,6 +236,6 @@ fn send_error(member: &MemberHandle, id: Option<Value>, code: Code, detail: &str
     member.send_self(text(v));
 }
 
-fn text(v: Value) -> Message {
-    Message::Text(v.to_string().into())
+fn text(v: Value) -> Frame {
+    Frame::text(v.to_string())
 }

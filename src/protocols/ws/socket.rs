@@ -14,8 +14,9 @@ use bytes::Bytes;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 
+use super::wire;
 use crate::error::ApiError;
-use crate::rooms::Outbound;
+use crate::rooms::{Frame, Outbound};
 
 /// How long queued messages may take to reach a departing client.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -52,7 +53,7 @@ pub trait Session: Send {
 pub async fn serve(
     socket: WebSocket,
     outbound: Outbound,
-    preface: Vec<Message>,
+    preface: Vec<Frame>,
     session: impl Session,
 ) {
     let (mut sink, mut stream) = socket.split();
@@ -62,8 +63,8 @@ pub async fn serve(
         // A client that stops reading blocks these writes; once it has been
         // dropped as too slow, give up on it.
         let history = async {
-            for msg in preface {
-                sink.feed(msg).await?;
+            for frame in preface {
+                sink.feed(wire::message(frame)).await?;
             }
             sink.flush().await
         };
@@ -177,8 +178,8 @@ pub fn accept_room<P: RoomProtocol>(
 
 /// Sends `first` (an error for the client), then a close frame, on a socket
 /// that never joined a room.
-pub async fn refuse(mut socket: WebSocket, first: Message, code: u16, reason: &str) {
-    let _ = socket.send(first).await;
+pub async fn refuse(mut socket: WebSocket, first: Frame, code: u16, reason: &str) {
+    let _ = socket.send(wire::message(first)).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code,
@@ -192,13 +193,13 @@ pub async fn refuse(mut socket: WebSocket, first: Message, code: u16, reason: &s
 /// leave in one write instead of waiting on each other's acknowledgement.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
-    first: Message,
+    first: Frame,
     outbound: &mut Outbound,
 ) -> Result<(), axum::Error> {
-    sink.feed(first).await?;
+    sink.feed(wire::message(first)).await?;
     for _ in 1..MAX_BATCH {
         match outbound.try_recv() {
-            Some(msg) => sink.feed(msg).await?,
+            Some(frame) => sink.feed(wire::message(frame)).await?,
             None => break,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{Message, Utf8Bytes};
 use axum::http::HeaderMap;
 use axum_extra::headers::authorization::Bearer;
 use axum_extra::headers::{Authorization, HeaderMapExt};
@@ -12,12 +12,28 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Code;
+use crate::rooms::Frame as Outgoing;
 
 /// Serialises `value` as a text frame.
-pub fn json(value: &impl Serialize) -> Message {
+pub fn json(value: &impl Serialize) -> Outgoing {
     // Our message types are plain structs of strings and numbers, which
     // always serialise.
-    Message::text(serde_json::to_string(value).expect("message serialises"))
+    Outgoing::text(serde_json::to_string(value).expect("message serialises"))
+}
+
+/// The socket message of a hub frame: the one place frames become
+/// WebSocket messages.
+pub fn message(frame: Outgoing) -> Message {
+    if frame.is_text() {
+        let data = frame.into_data();
+        // A text frame was made from a string, so this always holds.
+        match Utf8Bytes::try_from(data.clone()) {
+            Ok(text) => Message::Text(text),
+            Err(_) => Message::Binary(data),
+        }
+    } else {
+        Message::Binary(frame.into_data())
+    }
 }
 
 /// A text frame that could not be read as the message it claims to be.

@@ -23,7 +23,7 @@ use crate::auth::{self, IdentityError};
 use crate::chat::{self, ChatError, ChatService, UploadedImages, UserId};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::jobs::WorkerPool;
+use crate::jobs::{JobStore, StoreSettings, WorkerPool};
 
 #[derive(Clone)]
 struct ChatState {
@@ -31,14 +31,16 @@ struct ChatState {
     settings: Arc<Settings>,
 }
 
-/// A chat of its own on `pool` (for serving the chat alone); messages may
-/// name images that `uploads` knows.
+/// A chat of its own on `pool` (for serving the chat alone), with a job
+/// store of its own for its images; messages may name images that
+/// `uploads` knows.
 pub fn routes(
     pool: WorkerPool,
     settings: Arc<Settings>,
     uploads: Arc<dyn UploadedImages>,
 ) -> Router {
-    let service = chat::start(pool, &settings, uploads);
+    let images = JobStore::new(StoreSettings::of(&settings), pool.clone());
+    let service = chat::start(pool, &settings, uploads, images);
     routes_for(service, settings)
 }
 

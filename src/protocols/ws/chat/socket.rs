@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::WebSocket;
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ use crate::chat::events::{coded_error_response, error_response};
 use crate::chat::{ChatError, ChatService, UserId};
 use crate::protocols::ws::limiter::{InFlight, InFlightPermit};
 use crate::protocols::ws::socket::{refuse, serve, Session, CLOSE_TRY_AGAIN};
-use crate::rooms::{MemberHandle, Membership};
+use crate::rooms::{Frame, MemberHandle, Membership};
 
 /// Runs one connection of `user` to its end.
 pub async fn run(socket: WebSocket, service: Arc<ChatService>, user: UserId, max_pending: usize) {
@@ -29,7 +29,7 @@ pub async fn run(socket: WebSocket, service: Arc<ChatService>, user: UserId, max
             let frame = error_response(&Value::Null, &error);
             refuse(
                 socket,
-                Message::text(frame),
+                Frame::text(frame),
                 CLOSE_TRY_AGAIN,
                 "too many sockets",
             )
@@ -41,13 +41,7 @@ pub async fn run(socket: WebSocket, service: Arc<ChatService>, user: UserId, max
     if let Err(error) = service.connect(&user) {
         drop(membership);
         let frame = error_response(&Value::Null, &error);
-        refuse(
-            socket,
-            Message::text(frame),
-            CLOSE_TRY_AGAIN,
-            "chat is full",
-        )
-        .await;
+        refuse(socket, Frame::text(frame), CLOSE_TRY_AGAIN, "chat is full").await;
         return;
     }
     let session = ChatSession::start(service, user, membership, max_pending);
@@ -113,7 +107,7 @@ impl ChatSession {
                     Err(bad) => bad.id.clone(),
                 };
                 let frame = coded_error_response(&id, full.code(), &full.to_string());
-                self.handle.send_self(Message::text(frame));
+                self.handle.send_self(Frame::text(frame));
             }
         }
     }
@@ -129,13 +123,13 @@ async fn carry_out(
         Ok(ClientFrame::Request { id, request }) => service.handle(me, user, &id, request).await,
         Ok(ClientFrame::Typing { chat_id }) => {
             if let Err(error) = service.typing(user, &chat_id) {
-                me.send_self(Message::text(error_response(&Value::Null, &error)));
+                me.send_self(Frame::text(error_response(&Value::Null, &error)));
             }
         }
         Ok(ClientFrame::Offline) => service.offline(user),
         Ok(ClientFrame::Ack) => {}
         Err(BadFrame { id, error }) => {
-            me.send_self(Message::text(error_response(&id, &error)));
+            me.send_self(Frame::text(error_response(&id, &error)));
         }
     }
 }
@@ -155,7 +149,7 @@ impl Session for ChatSession {
     fn on_too_large(&mut self) {
         let error = ChatError::FrameTooLarge;
         self.handle
-            .send_self(Message::text(error_response(&Value::Null, &error)));
+            .send_self(Frame::text(error_response(&Value::Null, &error)));
     }
 }
 

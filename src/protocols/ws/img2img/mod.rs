@@ -14,7 +14,7 @@ pub mod messages;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -152,10 +152,11 @@ fn now() -> Value {
 /// `GET /ws/img2img` and `GET /ws/img2img/{room}`, with these rooms as
 /// their state.
 pub fn routes(pool: WorkerPool, settings: &Settings) -> Router {
+    let rooms = Img2ImgRooms::new(pool, settings);
     Router::new()
         .route("/ws/img2img", get(upgrade_default))
         .route("/ws/img2img/{room}", get(upgrade))
-        .with_state(Img2ImgRooms::new(pool, settings))
+        .with_state(rooms)
 }
 
 /// `GET /ws/img2img`
@@ -400,7 +401,7 @@ fn deliver(member: &MemberHandle, request: &Request, ignored: &[String], output:
         }
         Reply::Binary => {
             let head = json(&Out::ResultBinary { meta });
-            vec![head, Message::Binary(Bytes::from(output.bytes))]
+            vec![head, crate::rooms::Frame::binary(Bytes::from(output.bytes))]
         }
     };
     let me = member.id();

@@ -515,7 +515,7 @@ impl ShareSession {
 }
 
 /// An `imageUploadError` for `key`.
-fn upload_error(key: &UploadKey, code: Code, error: &str) -> axum::extract::ws::Message {
+fn upload_error(key: &UploadKey, code: Code, error: &str) -> crate::rooms::Frame {
     json(&Out::ImageUploadError {
         filename: &key.filename,
         error,
