@@ -106,7 +106,7 @@ impl ClientFacts {
             chat: ChatFacts {
                 max_message_len: settings.chat.max_message_len,
                 max_user_id_len: settings.chat.max_user_id_len,
-                max_image_bytes: settings.share.max_upload_bytes,
+                max_image_bytes: settings.chat.max_upload_bytes,
                 max_frame_bytes: settings.chat.max_frame_bytes,
                 page_size: settings.chat.default_history_limit.clamp(1, CHAT_PAGE_MAX),
             },
