@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::RedisBackend;
+use crate::backend::{Bus, MemoryBus, RedisBackend};
 use crate::config::{BackendKind, Settings};
 use crate::jobs::{JobStore, StoreSettings, WorkerPool};
 use crate::protocols::http::{self, AppState};
@@ -90,12 +90,14 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         Arc::new(store.clone()),
         store.clone(),
     );
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     let app: Router = protocols::router(&Services {
         settings: settings.clone(),
         pool: pool.clone(),
         app: state.clone(),
         files: files.clone(),
         chat,
+        bus,
     });
 
     let http_listener = bind(&settings.server.host, settings.server.port).await?;
