@@ -9,8 +9,9 @@
 //!   (the job store's watch channels) reacts at once. Memory mode is
 //!   [`MemoryJobs`]; `backend.kind: redis` is [`RedisBackend`].
 //! - Room fan-out ([`Bus`]): frames published to a room reach every
-//!   instance's subscribers of its topic: [`MemoryBus`] within one process.
-//!   The room hub delivers to its own members at once and publishes
+//!   instance's subscribers of its topic: [`MemoryBus`] within one process,
+//!   [`RedisBus`] (Redis pub/sub) across the instances of `backend.kind:
+//!   redis`. The room hub delivers to its own members at once and publishes
 //!   every room-wide send for the other instances' members.
 //!
 //! The named-file store's trait (`files::FileRepo`) lives with its service,
@@ -24,6 +25,7 @@
 pub mod frame;
 pub mod memory;
 pub mod redis;
+pub mod redis_bus;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::frame::Frame;
 pub use self::memory::{MemoryBus, MemoryJobs};
 pub use self::redis::RedisBackend;
+pub use self::redis_bus::RedisBus;
 
 /// A backend that cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
