@@ -20,8 +20,10 @@
 //!   [`broadcast_others`](MemberHandle::broadcast_others),
 //!   [`send_to`](MemberHandle::send_to) (one member by id) and
 //!   [`send_where`](MemberHandle::send_where) (members matching a
-//!   predicate over [`MemberView`], e.g. img2img consumers). A member may
-//!   carry a role ([`MemberHandle::set_role`]) for such predicates.
+//!   predicate over [`MemberView`], this instance only) and
+//!   [`send_with_role`](MemberHandle::send_with_role) (the sender and the
+//!   members with a role, e.g. img2img consumers). A member may carry a
+//!   role ([`MemberHandle::set_role`]) for such sends.
 //!   Every send takes a [`Batch`]: one [`Frame`] or a `Vec<Frame>`; the
 //!   messages of one batch reach each member consecutively, never
 //!   interleaved with another batch (an image's chunks, a metadata frame
