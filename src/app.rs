@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::RedisBackend;
+use crate::backend::{Bus, MemoryBus, RedisBackend, RedisBus};
 use crate::config::{BackendKind, Settings};
 use crate::jobs::{JobStore, StoreSettings, WorkerPool};
 use crate::protocols::http::{self, AppState};
@@ -90,12 +90,21 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         Arc::new(store.clone()),
         store.clone(),
     );
+    let bus: Arc<dyn Bus> = match settings.backend.kind {
+        BackendKind::Memory => Arc::new(MemoryBus::new()),
+        BackendKind::Redis => Arc::new(
+            RedisBus::connect(&settings.backend)
+                .await
+                .map_err(backend_error)?,
+        ),
+    };
     let app: Router = protocols::router(&Services {
         settings: settings.clone(),
         pool: pool.clone(),
         app: state.clone(),
         files: files.clone(),
         chat,
+        bus,
     });
 
     let http_listener = bind(&settings.server.host, settings.server.port).await?;

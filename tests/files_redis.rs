@@ -2,51 +2,12 @@
 //! namespace of files, with the never-overwrite rule and both bounds
 //! holding across them. Each test starts its own `redis-server`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod redis_support;
 
 use bytes::Bytes;
 use pixpress::config::{BackendSettings, StorageKind, StorageSettings};
 use pixpress::files::{connect, FileEntry, FileRepo, StorageError};
-
-/// A throwaway `redis-server` on a free port, stopped on drop.
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-server runs (install it: apt-get install redis-server)");
-        // Ready once it says so: no polling.
-        let stdout = child.stdout.take().expect("its output");
-        let ready = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains("Ready to accept connections"));
-        assert!(ready, "redis-server on port {port} did not start");
-        Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use redis_support::Redis;
 
 async fn instance(
     redis: &Redis,

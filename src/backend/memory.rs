@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BackendError, Bus, Claim, Frame, Gate, JobQueue, JobRepo, Listener, Phase, Place, PlaceCell,
+    BackendError, Bus, Claim, Gate, JobQueue, JobRepo, Listener, Phase, Place, PlaceCell,
     QueuedJob, RoomPost, StateEvent, VariantRecord,
 };
 
@@ -314,13 +314,8 @@ impl Bus for MemoryBus {
     fn publish<'a>(
         &'a self,
         topic: &'a str,
-        room: &'a str,
-        frames: &'a [Frame],
+        post: &'a RoomPost,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
-        let post = RoomPost {
-            room: room.to_owned(),
-            frames: frames.to_vec(),
-        };
         if let Some(subscribers) = lock(&self.topics).get_mut(topic) {
             subscribers.retain(|s| s.send(post.clone()).is_ok());
         }
@@ -340,6 +335,7 @@ impl Bus for MemoryBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Frame;
 
     struct Slots(Mutex<usize>);
 
@@ -416,11 +412,18 @@ mod tests {
         let mut b = bus.subscribe("share");
         let mut other = bus.subscribe("chat");
         let frames = [Frame::text("hi"), Frame::binary(vec![1, 2])];
-        bus.publish("share", "r", &frames).await.unwrap();
+        let sent = RoomPost {
+            room: "r".into(),
+            origin: "hub-1".into(),
+            sender: 7,
+            skip_sender: true,
+            role: None,
+            frames: frames.to_vec(),
+        };
+        bus.publish("share", &sent).await.unwrap();
         for rx in [&mut a, &mut b] {
             let post = rx.try_recv().unwrap();
-            assert_eq!(post.room, "r");
-            assert_eq!(post.frames, frames);
+            assert_eq!(post, sent);
         }
         assert!(other.try_recv().is_err(), "another topic hears nothing");
     }

@@ -9,9 +9,10 @@
 //!   (the job store's watch channels) reacts at once. Memory mode is
 //!   [`MemoryJobs`]; `backend.kind: redis` is [`RedisBackend`].
 //! - Room fan-out ([`Bus`]): frames published to a room reach every
-//!   instance's subscribers of its topic ([`MemoryBus`] within one process).
-//!   The room hub delivers locally today; a Redis bus is the step that
-//!   spreads rooms across instances.
+//!   instance's subscribers of its topic: [`MemoryBus`] within one process,
+//!   [`RedisBus`] (Redis pub/sub) across the instances of `backend.kind:
+//!   redis`. The room hub delivers to its own members at once and publishes
+//!   every room-wide send for the other instances' members.
 //!
 //! The named-file store's trait (`files::FileRepo`) lives with its service,
 //! one file per implementation there too (memory, a directory, Redis).
@@ -24,6 +25,7 @@
 pub mod frame;
 pub mod memory;
 pub mod redis;
+pub mod redis_bus;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::frame::Frame;
 pub use self::memory::{MemoryBus, MemoryJobs};
 pub use self::redis::RedisBackend;
+pub use self::redis_bus::RedisBus;
 
 /// A backend that cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -213,11 +216,26 @@ pub fn now_micros() -> u64 {
     now.max(prev + 1)
 }
 
-/// Frames published to one room: each instance delivers them together to
-/// its members there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Frames published to one room, with whom they are for: each instance
+/// delivers them together to its members there. The sender is named by the
+/// hub that published (`origin`, unique per hub and process) and its member
+/// id there, so no instance delivers a post back to its own members (they
+/// were served when it was sent) and a sender never hears its frame twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomPost {
     pub room: String,
+    /// The publishing hub.
+    pub origin: String,
+    /// The sending member's id within `origin`.
+    pub sender: u64,
+    /// Not for the sender ("everyone but me").
+    #[serde(default)]
+    pub skip_sender: bool,
+    /// Only for members with this role (e.g. img2img consumers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The frames, delivered together (carried apart from this header).
+    #[serde(skip)]
     pub frames: Vec<Frame>,
 }
 
@@ -225,12 +243,12 @@ pub struct RoomPost {
 /// topic per protocol's hub), every subscriber of that topic hears, in
 /// publication order, itself included.
 pub trait Bus: Send + Sync {
-    /// Publishes `frames`, delivered together, to `room` of `topic`.
+    /// Publishes `post` (its frames delivered together) to its room of
+    /// `topic`.
     fn publish<'a>(
         &'a self,
         topic: &'a str,
-        room: &'a str,
-        frames: &'a [Frame],
+        post: &'a RoomPost,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// Hears every later publication to `topic`'s rooms.

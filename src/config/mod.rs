@@ -461,6 +461,10 @@ pub struct BackendSettings {
     /// twice `upload.job_timeout`.
     #[serde(with = "humantime_serde")]
     pub claim_idle: Option<Duration>,
+    /// Room posts (a room-wide send of the share or img2img protocol)
+    /// waiting to be published for the other instances, per protocol;
+    /// past it a post reaches only this instance's members (logged).
+    pub bus_queue: usize,
 }
 
 impl BackendSettings {
@@ -477,6 +481,7 @@ impl Default for BackendSettings {
             redis_url: "redis://127.0.0.1:6379".into(),
             key_prefix: "pixpress:".into(),
             claim_idle: None,
+            bus_queue: 4096,
         }
     }
 }

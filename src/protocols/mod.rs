@@ -26,6 +26,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::files::FileRepo;
 use crate::jobs::WorkerPool;
+use crate::rooms::Bus;
 
 /// What the routes serve: the services of one server.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct Services {
     pub app: http::AppState,
     pub files: Arc<dyn FileRepo>,
     pub chat: Arc<ChatService>,
+    /// Room fan-out across instances (share and img2img rooms).
+    pub bus: Arc<dyn Bus>,
 }
 
 /// Every HTTP and WebSocket route of the server: one line per protocol.
@@ -43,10 +46,15 @@ pub fn router(services: &Services) -> Router {
         .merge(http::router(services.app.clone()))
         .merge(http::files::routes(services.files.clone()))
         .merge(http::webapp::routes())
-        .merge(ws::share::routes(services.pool.clone(), &services.settings))
+        .merge(ws::share::routes(
+            services.pool.clone(),
+            &services.settings,
+            services.bus.clone(),
+        ))
         .merge(ws::img2img::routes(
             services.pool.clone(),
             &services.settings,
+            services.bus.clone(),
         ))
         .merge(ws::chat::routes_for(
             services.chat.clone(),

@@ -20,14 +20,32 @@
 //!   [`broadcast_others`](MemberHandle::broadcast_others),
 //!   [`send_to`](MemberHandle::send_to) (one member by id) and
 //!   [`send_where`](MemberHandle::send_where) (members matching a
-//!   predicate over [`MemberView`], e.g. img2img consumers). A member may
-//!   carry a role ([`MemberHandle::set_role`]) for such predicates.
+//!   predicate over [`MemberView`], this instance only) and
+//!   [`send_with_role`](MemberHandle::send_with_role) (the sender and the
+//!   members with a role, e.g. img2img consumers). A member may carry a
+//!   role ([`MemberHandle::set_role`]) for such sends.
 //!   Every send takes a [`Batch`]: one [`Frame`] or a `Vec<Frame>`; the
 //!   messages of one batch reach each member consecutively, never
 //!   interleaved with another batch (an image's chunks, a metadata frame
 //!   and its binary frame).
 //! - [`Outbound`] is drained by the socket's send task
 //!   (see `protocols::ws::socket::serve`).
+//!
+//! # Across instances
+//!
+//! A hub made with [`RoomHub::on_bus`] also reaches the members of its
+//! rooms on other instances: every room-wide send
+//! ([`broadcast`](MemberHandle::broadcast),
+//! [`broadcast_others`](MemberHandle::broadcast_others),
+//! [`send_with_role`](MemberHandle::send_with_role)) is delivered to the
+//! local members at once and published on the [`Bus`] (topic = the
+//! protocol) with the sender and the role filter, and what the bus brings
+//! from other hubs is delivered to the local members the same way, through
+//! the same bounded queues. Sends to single members and
+//! [`send_where`](MemberHandle::send_where) (an arbitrary predicate, e.g.
+//! presence's "those present before") stay on this instance. Posts wait
+//! for the bus in a queue of `bus_queue` posts per hub; past it a post is
+//! dropped for the other instances (logged), never blocking the room.
 //!
 //! Delivery never waits: each member has a bounded queue
 //! (`HubLimits::member_queue` messages). A member whose queue is full is
@@ -39,8 +57,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::backend::Frame;
+use crate::backend::{Bus, Frame, RoomPost};
 use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// A member's id, unique within one hub for the life of the process.
 pub type MemberId = u64;
@@ -87,11 +106,23 @@ struct HubInner {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     next_id: AtomicU64,
     limits: HubLimits,
+    relay: Option<Relay>,
+    /// Stops the bus tasks when the hub goes.
+    _stop: Option<DropGuard>,
+}
+
+/// Where a hub on a bus puts its posts for the other instances.
+#[derive(Clone)]
+struct Relay {
+    /// This hub's name on the bus (unique per hub and process).
+    origin: Arc<str>,
+    posts: mpsc::Sender<RoomPost>,
 }
 
 struct Room {
     name: String,
     members: Mutex<HashMap<MemberId, Entry>>,
+    relay: Option<Relay>,
 }
 
 struct Entry {
@@ -145,14 +176,48 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RoomHub {
+    /// A hub whose rooms live on this instance alone.
     pub fn new(limits: HubLimits) -> Self {
         Self {
             inner: Arc::new(HubInner {
                 rooms: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 limits,
+                relay: None,
+                _stop: None,
             }),
         }
+    }
+
+    /// A hub whose rooms span every instance on `bus` under `topic` (see
+    /// the module docs). `bus_queue` bounds the posts waiting to be
+    /// published. Spawns its two bus tasks, which end with the hub; must
+    /// be called within a Tokio runtime.
+    pub fn on_bus(limits: HubLimits, bus: Arc<dyn Bus>, topic: &str, bus_queue: usize) -> Self {
+        let origin: Arc<str> = Arc::from(hub_origin(topic));
+        let (posts, outgoing) = mpsc::channel(bus_queue.max(1));
+        let incoming = bus.subscribe(topic);
+        let stop = CancellationToken::new();
+        let hub = Self {
+            inner: Arc::new(HubInner {
+                rooms: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                limits,
+                relay: Some(Relay {
+                    origin: origin.clone(),
+                    posts,
+                }),
+                _stop: Some(stop.clone().drop_guard()),
+            }),
+        };
+        tokio::spawn(publish_posts(bus, topic.to_owned(), outgoing, stop.clone()));
+        tokio::spawn(deliver_posts(
+            Arc::downgrade(&hub.inner),
+            origin,
+            incoming,
+            stop,
+        ));
+        hub
     }
 
     pub fn limits(&self) -> HubLimits {
@@ -167,6 +232,7 @@ impl RoomHub {
             Arc::new(Room {
                 name: room.to_owned(),
                 members: Mutex::new(HashMap::new()),
+                relay: self.inner.relay.clone(),
             })
         });
         let room_arc = entry.clone();
@@ -325,15 +391,32 @@ impl MemberHandle {
         self.room.deliver(|m| m.id == id, &msg.into()) == 1
     }
 
-    /// Queues `msg` for everyone in the room, this member included.
+    /// Queues `msg` for everyone in the room, this member included (on
+    /// every instance of a hub on a bus). Returns how many local members
+    /// got it.
     pub fn broadcast(&self, msg: impl Into<Batch>) -> usize {
-        self.room.deliver(|_| true, &msg.into())
+        let batch = msg.into();
+        self.room.relay(self.id, false, None, &batch);
+        self.room.deliver(|_| true, &batch)
     }
 
     /// Queues `msg` for everyone in the room but this member.
     pub fn broadcast_others(&self, msg: impl Into<Batch>) -> usize {
         let me = self.id;
-        self.room.deliver(|m| m.id != me, &msg.into())
+        let batch = msg.into();
+        self.room.relay(me, true, None, &batch);
+        self.room.deliver(|m| m.id != me, &batch)
+    }
+
+    /// Queues `msg` for this member and every member with `role` (on every
+    /// instance of a hub on a bus), e.g. a result for its requester and
+    /// the room's consumers. Returns how many local members got it.
+    pub fn send_with_role(&self, role: &str, msg: impl Into<Batch>) -> usize {
+        let me = self.id;
+        let batch = msg.into();
+        self.room.relay(me, true, Some(role), &batch);
+        self.room
+            .deliver(|m| m.id == me || m.role == Some(role), &batch)
     }
 
     /// Queues `msg` for the members matching `pick`; returns how many got it.
@@ -347,6 +430,23 @@ impl MemberHandle {
 }
 
 impl Room {
+    /// Hands a room-wide send to the bus for the other instances' members.
+    fn relay(&self, sender: MemberId, skip_sender: bool, role: Option<&str>, batch: &Batch) {
+        let Some(relay) = &self.relay else { return };
+        let post = RoomPost {
+            room: self.name.clone(),
+            origin: relay.origin.to_string(),
+            sender,
+            skip_sender,
+            role: role.map(str::to_owned),
+            frames: batch.0.clone(),
+        };
+        if relay.posts.try_send(post).is_err() {
+            tracing::warn!(room = %self.name,
+                "bus queue is full; a room post does not reach the other instances");
+        }
+    }
+
     /// The one fan-out: a non-blocking push into each chosen member's queue.
     /// Members whose queue is full (or whose socket is gone) are removed.
     fn deliver(&self, pick: impl Fn(&MemberView<'_>) -> bool, batch: &Batch) -> usize {
@@ -391,6 +491,71 @@ impl Room {
             members.remove(&id);
         }
         delivered
+    }
+}
+
+/// A name for a hub on the bus, unique across processes: its topic, host,
+/// process id, start time and a counter.
+fn hub_origin(topic: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    format!(
+        "{topic}:{host}:{}:{}:{}",
+        std::process::id(),
+        crate::backend::now_micros(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Publishes a hub's posts in order until the hub goes.
+async fn publish_posts(
+    bus: Arc<dyn Bus>,
+    topic: String,
+    mut posts: mpsc::Receiver<RoomPost>,
+    stop: CancellationToken,
+) {
+    loop {
+        let post = tokio::select! {
+            p = posts.recv() => p,
+            () = stop.cancelled() => None,
+        };
+        let Some(post) = post else { return };
+        if let Err(e) = bus.publish(&topic, &post).await {
+            tracing::warn!(error = %e, room = %post.room,
+                "a room post could not be published to the other instances");
+        }
+    }
+}
+
+/// Delivers what other hubs publish to this hub's members, until the hub
+/// goes. Posts of this hub were delivered when they were sent.
+async fn deliver_posts(
+    hub: std::sync::Weak<HubInner>,
+    origin: Arc<str>,
+    mut incoming: mpsc::UnboundedReceiver<RoomPost>,
+    stop: CancellationToken,
+) {
+    loop {
+        let post = tokio::select! {
+            p = incoming.recv() => p,
+            () = stop.cancelled() => None,
+        };
+        let Some(post) = post else { return };
+        if *post.origin == *origin {
+            continue;
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        let room = lock(&hub.rooms).get(&post.room).cloned();
+        drop(hub);
+        if let Some(room) = room {
+            let role = post.role.as_deref();
+            // Member ids are per hub, so the sender is never one of these
+            // members; the role filter still applies.
+            room.deliver(
+                |m| role.is_none_or(|r| m.role == Some(r)),
+                &Batch(post.frames),
+            );
+        }
     }
 }
 
@@ -517,6 +682,52 @@ mod tests {
         );
         assert_eq!(next_text(&mut bo).as_deref(), Some("1"));
         assert_eq!(next_text(&mut bo).as_deref(), Some("2"));
+    }
+
+    async fn next(out: &mut Outbound) -> String {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), out.recv())
+            .await
+            .expect("a frame within the wait")
+            .expect("still in the room");
+        frame.as_text().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn hubs_on_one_bus_share_their_rooms_with_senders_and_roles_kept() {
+        let bus: Arc<dyn Bus> = Arc::new(crate::backend::MemoryBus::new());
+        let limits = HubLimits {
+            max_members: 8,
+            member_queue: 8,
+        };
+        let one = RoomHub::on_bus(limits, bus.clone(), "t", 16);
+        let two = RoomHub::on_bus(limits, bus.clone(), "t", 16);
+        let other_topic = RoomHub::on_bus(limits, bus, "u", 16);
+        let (a, mut ao) = one.join("r", "a").unwrap();
+        let (b, mut bo) = two.join("r", "b").unwrap();
+        let (c, mut co) = two.join("r", "c").unwrap();
+        let (_d, mut d_out) = other_topic.join("r", "d").unwrap();
+        c.set_role("consumer");
+
+        assert_eq!(a.broadcast(text("all")), 1, "one local member");
+        a.broadcast_others(text("others"));
+        a.send_with_role("consumer", text("consumers"));
+        a.send_where(|_| true, text("local only"));
+        assert_eq!(next(&mut bo).await, "all");
+        assert_eq!(next(&mut bo).await, "others");
+        for want in ["all", "others", "consumers"] {
+            assert_eq!(next(&mut co).await, want);
+        }
+        // A frame from the far side comes after everything `a` published
+        // (one bus, in order), so a copy of `a`'s own frames would be here.
+        b.broadcast(text("from b"));
+        assert_eq!(next(&mut co).await, "from b");
+        for want in ["all", "consumers", "local only", "from b"] {
+            assert_eq!(next(&mut ao).await, want);
+        }
+        assert!(ao.try_recv().is_none(), "a hears its own frames once");
+        assert!(bo.try_recv().is_some_and(|f| f.as_text() == Some("from b")));
+        assert!(bo.try_recv().is_none(), "b is no consumer");
+        assert!(d_out.try_recv().is_none(), "another topic hears nothing");
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod history;
 pub mod hub;
 pub mod presence;
 
-pub use crate::backend::Frame;
+pub use crate::backend::{Bus, Frame, MemoryBus};
 pub use history::{History, Joined};
 pub use hub::{
     Batch, HubLimits, JoinError, KickSignal, MemberHandle, MemberId, MemberInfo, MemberView,

@@ -33,6 +33,21 @@ pub async fn serve(settings: Settings) -> SocketAddr {
     addr
 }
 
+/// Serves `pixpress::protocols::ws::room_routes_on` with rooms on `bus`
+/// (one instance of several sharing it) and returns its address.
+pub async fn serve_on(settings: Settings, bus: Arc<dyn pixpress::rooms::Bus>) -> SocketAddr {
+    let pool = WorkerPool::new(
+        settings.upload.max_concurrent_tasks,
+        settings.upload.max_queue,
+        settings.upload.job_timeout,
+    );
+    let router = pixpress::protocols::ws::room_routes_on(pool, Arc::new(settings), bus);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
 /// A real WebSocket client.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,

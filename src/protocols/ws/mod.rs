@@ -21,13 +21,20 @@ use axum::Router;
 
 use crate::config::Settings;
 use crate::jobs::WorkerPool;
+use crate::rooms::{Bus, MemoryBus};
 
 pub use img2img::Img2ImgRooms;
 pub use share::ShareRooms;
 pub use socket::Session;
 
 /// `GET /ws/share/{room}`, `GET /ws/img2img` and `GET /ws/img2img/{room}`,
-/// each protocol with its own rooms; image work goes through `pool`.
+/// each protocol with its own rooms on this instance alone; image work
+/// goes through `pool`.
 pub fn room_routes(pool: WorkerPool, settings: Arc<Settings>) -> Router {
-    share::routes(pool.clone(), &settings).merge(img2img::routes(pool, &settings))
+    room_routes_on(pool, settings, Arc::new(MemoryBus::new()))
+}
+
+/// [`room_routes`] with rooms spanning every instance on `bus`.
+pub fn room_routes_on(pool: WorkerPool, settings: Arc<Settings>, bus: Arc<dyn Bus>) -> Router {
+    share::routes(pool.clone(), &settings, bus.clone()).merge(img2img::routes(pool, &settings, bus))
 }

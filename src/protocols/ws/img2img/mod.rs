@@ -31,7 +31,7 @@ use crate::config::{Img2ImgSettings, Settings};
 use crate::error::{ApiError, Code};
 use crate::jobs::{JobError, WorkerPool};
 use crate::pipeline::{recipe, Format, Limits, Options, Output, RecipeDefaults};
-use crate::rooms::{HubLimits, MemberHandle, Membership, RoomHub};
+use crate::rooms::{Bus, HubLimits, MemberHandle, Membership, RoomHub};
 
 /// The room of `GET /ws/img2img`.
 pub const DEFAULT_ROOM: &str = "default";
@@ -87,15 +87,22 @@ struct Inner {
 }
 
 impl Img2ImgRooms {
-    pub fn new(pool: WorkerPool, settings: &Settings) -> Self {
+    /// The img2img rooms, spanning every instance on `bus` (topic
+    /// `img2img`).
+    pub fn new(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Self {
         let limits = settings.pipeline_limits_within(settings.img2img.max_message_bytes);
         let img2img = settings.img2img.clone();
         Self {
             inner: Arc::new(Inner {
-                hub: RoomHub::new(HubLimits {
-                    max_members: img2img.max_members,
-                    member_queue: img2img.member_queue.max(2),
-                }),
+                hub: RoomHub::on_bus(
+                    HubLimits {
+                        max_members: img2img.max_members,
+                        member_queue: img2img.member_queue.max(2),
+                    },
+                    bus,
+                    "img2img",
+                    settings.backend.bus_queue,
+                ),
                 pool,
                 limits,
                 settings: img2img,
@@ -151,8 +158,8 @@ fn now() -> Value {
 
 /// `GET /ws/img2img` and `GET /ws/img2img/{room}`, with these rooms as
 /// their state.
-pub fn routes(pool: WorkerPool, settings: &Settings) -> Router {
-    let rooms = Img2ImgRooms::new(pool, settings);
+pub fn routes(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Router {
+    let rooms = Img2ImgRooms::new(pool, settings, bus);
     Router::new()
         .route("/ws/img2img", get(upgrade_default))
         .route("/ws/img2img/{room}", get(upgrade))
@@ -404,8 +411,7 @@ fn deliver(member: &MemberHandle, request: &Request, ignored: &[String], output:
             vec![head, crate::rooms::Frame::binary(Bytes::from(output.bytes))]
         }
     };
-    let me = member.id();
-    member.send_where(|m| m.id == me || m.role == Some(CONSUMER), batch);
+    member.send_with_role(CONSUMER, batch);
 }
 
 fn send_error(member: &MemberHandle, error: &RequestError, timestamp: &Value) {

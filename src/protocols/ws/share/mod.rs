@@ -37,7 +37,7 @@ use crate::config::{AuthSettings, Settings, ShareSettings};
 use crate::error::{ApiError, Code};
 use crate::jobs::WorkerPool;
 use crate::pipeline::{Options, Preset};
-use crate::rooms::{History, HubLimits, MemberHandle, Membership, Presence, RoomHub};
+use crate::rooms::{Bus, History, HubLimits, MemberHandle, Membership, Presence, RoomHub};
 
 /// The name of a member who gives none (auth off).
 const ANONYMOUS: &str = "anonymous";
@@ -70,7 +70,8 @@ struct Inner {
 }
 
 impl ShareRooms {
-    pub fn new(pool: WorkerPool, settings: &Settings) -> Self {
+    /// The share rooms, spanning every instance on `bus` (topic `share`).
+    pub fn new(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Self {
         let share = settings.share.clone();
         let limits = settings.pipeline_limits_within(share.max_upload_bytes);
         let options = Options::from_preset(
@@ -80,10 +81,15 @@ impl ShareRooms {
             },
             limits,
         );
-        let hub = RoomHub::new(HubLimits {
-            max_members: share.max_members,
-            member_queue: share.member_queue.max(2 + max_chunks_out(&share)),
-        });
+        let hub = RoomHub::on_bus(
+            HubLimits {
+                max_members: share.max_members,
+                member_queue: share.member_queue.max(2 + max_chunks_out(&share)),
+            },
+            bus,
+            "share",
+            settings.backend.bus_queue,
+        );
         Self {
             inner: Arc::new(Inner {
                 hub,
@@ -178,11 +184,11 @@ fn chunk_chars(s: &ShareSettings) -> usize {
 
 /// `GET /ws/share/{room}` and `GET /{uuid-v4}`, with these rooms as their
 /// state.
-pub fn routes(pool: WorkerPool, settings: &Settings) -> Router {
+pub fn routes(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Router {
     Router::new()
         .route("/ws/share/{room}", get(upgrade))
         .route("/{room}", any(upgrade_at_root))
-        .with_state(ShareRooms::new(pool, settings))
+        .with_state(ShareRooms::new(pool, settings, bus))
 }
 
 /// `GET /ws/share/{room}?name=NAME`. With `auth.jwt_secret` set, the name
