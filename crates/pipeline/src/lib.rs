@@ -6,7 +6,7 @@
 //! fits a byte budget. It owns no threads, no I/O and no globals: callers
 //! (the server's worker pool) decide where and when it runs.
 
-mod auto;
+pub mod auto;
 mod budget;
 mod color;
 mod decode;
@@ -210,6 +210,15 @@ pub mod stages {
             quality,
             trellis,
         )
+    }
+
+    /// The image a quality search encodes and scores: the image itself, or
+    /// for large images the mosaic of full-resolution tiles.
+    pub fn search_image(image: &DynamicImage) -> std::borrow::Cow<'_, DynamicImage> {
+        match crate::auto::sample(image) {
+            Some(s) => std::borrow::Cow::Owned(s),
+            None => std::borrow::Cow::Borrowed(image),
+        }
     }
 
     /// Lossless PNG (the fallback when the palette cannot reach the quality).
