@@ -90,7 +90,8 @@ const SAMPLE_ABOVE: u64 = 1_000_000;
 const TILE: u32 = 256;
 /// Tiles in a sample (about 0.8 MP).
 const TILES: u32 = 12;
-/// Hard cap on trial encodes per codec (quality=auto).
+/// Cap on trial encodes per codec (quality=auto), plus one at quality 100
+/// when none of them reached the target.
 const MAX_TRIALS: u32 = 4;
 /// Per codec when several formats compete (format=auto).
 const MAX_TRIALS_EACH: u32 = 3;
@@ -276,10 +277,7 @@ fn distinct_colours(image: &DynamicImage, limit: usize) -> Option<usize> {
 /// Tile corners sit on the 16-pixel grid, so codec blocks line up with the
 /// image's own. `None` for images small enough to search whole.
 pub(crate) fn sample(image: &DynamicImage) -> Option<DynamicImage> {
-    sample_with(image, TILE, TILES)
-}
-
-pub fn sample_with(image: &DynamicImage, tile: u32, tiles: u32) -> Option<DynamicImage> {
+    let (tile, tiles) = (TILE, TILES);
     let (w, h) = image.dimensions();
     if u64::from(w) * u64::from(h) <= SAMPLE_ABOVE || w < 2 * tile || h < 2 * tile {
         return None;
@@ -428,6 +426,19 @@ fn search(
             break;
         };
         trials.push(scorer.trial(codec, q)?);
+    }
+    // A single-codec search that ran out of trials without passing: the
+    // answer is then the highest quality, so make sure it was tried
+    // (4:2:0 JPEG goes on to 4:4:4 instead).
+    let top = trials.iter().map(|t| t.quality).max().unwrap_or(hi);
+    let passed = trials.iter().any(|t| t.score >= target);
+    if max_trials == MAX_TRIALS
+        && codec != Codec::Jpeg
+        && !passed
+        && top < hi
+        && scorer.time_for_another()
+    {
+        trials.push(scorer.trial(codec, hi)?);
     }
     let spent = scorer.trials - before;
     let best = match trials
@@ -738,4 +749,58 @@ fn jpeg_444(
         started.write_scanlines(rgb.as_raw()).map_err(io)?;
         started.finish().map_err(io)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(quality: u8, score: f64) -> Trial {
+        Trial {
+            quality,
+            bytes: Vec::new(),
+            score,
+        }
+    }
+
+    #[test]
+    fn a_pass_close_to_the_target_ends_the_search() {
+        assert_eq!(
+            next_quality(&[t(84, 82.9)], 80.0, Codec::Webp, Q_MIN, 100),
+            None
+        );
+    }
+
+    #[test]
+    fn a_first_failure_steps_up_past_the_target_by_the_prior_slope() {
+        // 6 points short plus the aim margin, at 0.73 points a step near 84.
+        let q = next_quality(&[t(84, 74.0)], 80.0, Codec::Webp, Q_MIN, 100).unwrap();
+        let slope = Codec::Webp.slope(84);
+        assert_eq!(q, (84.0 + (80.0 + AIM - 74.0) / slope).ceil() as u8);
+        assert!((93..=95).contains(&q), "{q}");
+    }
+
+    #[test]
+    fn a_pass_far_above_the_target_steps_down_but_not_below_the_floor() {
+        let q = next_quality(&[t(84, 95.0)], 80.0, Codec::Webp, Q_MIN, 100).unwrap();
+        assert!(q < 84 && q >= Q_MIN, "{q}");
+        let q = next_quality(&[t(20, 99.0)], 80.0, Codec::Webp, Q_MIN, 100).unwrap();
+        assert_eq!(q, Q_MIN);
+    }
+
+    #[test]
+    fn a_bracket_is_interpolated_and_a_narrow_one_ends_the_search() {
+        let q = next_quality(&[t(70, 76.0), t(90, 86.0)], 80.0, Codec::Webp, Q_MIN, 100).unwrap();
+        assert_eq!(q, 78);
+        assert_eq!(
+            next_quality(&[t(77, 79.0), t(80, 84.0)], 80.0, Codec::Webp, Q_MIN, 100),
+            None
+        );
+    }
+
+    #[test]
+    fn the_slope_prior_is_steeper_at_low_qualities() {
+        assert!(Codec::Webp.slope(40) > Codec::Webp.slope(90));
+        assert!(Codec::Webp.slope(100) > 0.0);
+    }
 }

@@ -6,7 +6,7 @@
 //! fits a byte budget. It owns no threads, no I/O and no globals: callers
 //! (the server's worker pool) decide where and when it runs.
 
-pub mod auto;
+mod auto;
 mod budget;
 mod color;
 mod decode;
@@ -212,12 +212,29 @@ pub mod stages {
         )
     }
 
-    /// The image a quality search encodes and scores: the image itself, or
-    /// for large images the mosaic of full-resolution tiles.
-    pub fn search_image(image: &DynamicImage) -> std::borrow::Cow<'_, DynamicImage> {
+    /// The image a quality search encodes and scores.
+    pub enum SearchImage<'a> {
+        /// Small enough to search whole.
+        Whole(&'a DynamicImage),
+        /// The mosaic of full-resolution tiles a large image is searched on.
+        Sample(DynamicImage),
+    }
+
+    impl std::ops::Deref for SearchImage<'_> {
+        type Target = DynamicImage;
+        fn deref(&self) -> &DynamicImage {
+            match self {
+                Self::Whole(image) => image,
+                Self::Sample(sample) => sample,
+            }
+        }
+    }
+
+    /// What `quality=auto` searches on for `image`.
+    pub fn search_image(image: &DynamicImage) -> SearchImage<'_> {
         match crate::auto::sample(image) {
-            Some(s) => std::borrow::Cow::Owned(s),
-            None => std::borrow::Cow::Borrowed(image),
+            Some(s) => SearchImage::Sample(s),
+            None => SearchImage::Whole(image),
         }
     }
 

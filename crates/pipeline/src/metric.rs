@@ -40,7 +40,14 @@ pub(crate) fn prepare(image: &DynamicImage, background: [u8; 3]) -> RgbImage {
 
 fn slice(img: &RgbImage) -> Result<PixelSlice<'_>, PipelineError> {
     let (w, h) = img.dimensions();
-    PixelSlice::new(img.as_raw(), w, h, w as usize * 3, PixelDescriptor::RGB8_SRGB).map_err(fail)
+    PixelSlice::new(
+        img.as_raw(),
+        w,
+        h,
+        w as usize * 3,
+        PixelDescriptor::RGB8_SRGB,
+    )
+    .map_err(fail)
 }
 
 fn same_size(reference: (u32, u32), distorted: &RgbImage) -> Result<(), PipelineError> {
@@ -97,7 +104,11 @@ impl Reference {
     /// The score of `distorted` (same size, alpha flattened onto
     /// `background`) against the reference; equal to `ssimulacra2` on the
     /// same pair.
-    pub fn score(&self, distorted: &DynamicImage, background: [u8; 3]) -> Result<f64, PipelineError> {
+    pub fn score(
+        &self,
+        distorted: &DynamicImage,
+        background: [u8; 3],
+    ) -> Result<f64, PipelineError> {
         self.score_rgb(&prepare(distorted, background))
     }
 
