@@ -783,7 +783,7 @@ mod tests {
     #[test]
     fn a_pass_far_above_the_target_steps_down_but_not_below_the_floor() {
         let q = next_quality(&[t(84, 95.0)], 80.0, Codec::Webp, Q_MIN, 100).unwrap();
-        assert!(q < 84 && q >= Q_MIN, "{q}");
+        assert!((Q_MIN..84).contains(&q), "{q}");
         let q = next_quality(&[t(20, 99.0)], 80.0, Codec::Webp, Q_MIN, 100).unwrap();
         assert_eq!(q, Q_MIN);
     }
