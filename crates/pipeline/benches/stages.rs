@@ -1,4 +1,4 @@
-//! Decode, resize and each encoder on corpus images (../shared/corpus beside
+//! Decode, resize, each encoder and quality=auto's stages on corpus images (../shared/corpus beside
 //! the repository). Skips, with a note, when the corpus is absent.
 //!
 //!     cargo bench -p pixpress-pipeline --bench stages
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pixpress_pipeline::stages;
+use pixpress_pipeline::{metric, process, stages, AutoQuality, Options};
 use pixpress_pipeline::{Format, Limits};
 
 fn corpus(rel: &str) -> Option<Vec<u8>> {
@@ -108,6 +108,43 @@ fn bench(c: &mut Criterion) {
             &photo_small,
             |b, img| b.iter(|| stages::encode(img, Format::Avif, 60).unwrap()),
         );
+    }
+    g.finish();
+
+    // quality=auto's stages: a score one-off against one with the reference
+    // prepared once (what each trial pays), the sample, and a whole job
+    // against a fixed-quality job.
+    let mut g = c.benchmark_group("auto");
+    let trial = stages::encode(&photo_1mp, Format::Webp, 80).unwrap();
+    let decoded = stages::decode(&trial, &limits).unwrap();
+    let white = pixpress_pipeline::DEFAULT_BACKGROUND;
+    g.throughput(Throughput::Elements(u64::from(
+        photo_1mp.width() * photo_1mp.height(),
+    )));
+    g.bench_function("score_1mp_one_off", |b| {
+        b.iter(|| metric::ssimulacra2(&photo_1mp, &decoded).unwrap())
+    });
+    let reference = metric::Reference::new(&photo_1mp, white).unwrap();
+    g.bench_function("score_1mp_prepared_reference", |b| {
+        b.iter(|| reference.score(&decoded, white).unwrap())
+    });
+    g.bench_function("prepare_reference_1mp", |b| {
+        b.iter(|| metric::Reference::new(&photo_1mp, white).unwrap())
+    });
+    g.throughput(Throughput::Elements(u64::from(big.width() * big.height())));
+    g.bench_function("sample_4mp", |b| {
+        b.iter(|| stages::search_image(&big).width())
+    });
+    let fixed = Options {
+        quality: Some(80),
+        ..Options::new(Format::Webp)
+    };
+    let auto = Options {
+        auto_quality: Some(AutoQuality::default()),
+        ..Options::new(Format::Webp)
+    };
+    for (name, options) in [("webp_q80_job_4mp", &fixed), ("webp_auto_job_4mp", &auto)] {
+        g.bench_function(name, |b| b.iter(|| process(&photo, options).unwrap()));
     }
     g.finish();
 }

@@ -212,6 +212,32 @@ pub mod stages {
         )
     }
 
+    /// The image a quality search encodes and scores.
+    pub enum SearchImage<'a> {
+        /// Small enough to search whole.
+        Whole(&'a DynamicImage),
+        /// The mosaic of full-resolution tiles a large image is searched on.
+        Sample(DynamicImage),
+    }
+
+    impl std::ops::Deref for SearchImage<'_> {
+        type Target = DynamicImage;
+        fn deref(&self) -> &DynamicImage {
+            match self {
+                Self::Whole(image) => image,
+                Self::Sample(sample) => sample,
+            }
+        }
+    }
+
+    /// What `quality=auto` searches on for `image`.
+    pub fn search_image(image: &DynamicImage) -> SearchImage<'_> {
+        match crate::auto::sample(image) {
+            Some(s) => SearchImage::Sample(s),
+            None => SearchImage::Whole(image),
+        }
+    }
+
     /// Lossless PNG (the fallback when the palette cannot reach the quality).
     pub fn encode_png_lossless(image: &DynamicImage) -> Result<Vec<u8>, PipelineError> {
         crate::encode::png::encode_lossless(image, None)

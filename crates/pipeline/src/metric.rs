@@ -6,8 +6,15 @@
 //! Scores run from 100 (identical) down; below 0 is possible for severe
 //! damage. The comparison runs in strips of rows, which bounds the metric's
 //! own buffers to a few tens of megabytes whatever the image size.
+//!
+//! A search scores several encodes against one image: `Reference` converts
+//! that image (XYB and the six-scale pyramid) once, and each trial then pays
+//! only for its own side.
 
-use fast_ssim2::{compute_ssimulacra2_with_config, PixelDescriptor, PixelSlice, Ssimulacra2Config};
+use fast_ssim2::{
+    compute_ssimulacra2_with_config, PixelDescriptor, PixelSlice, Ssimulacra2Config,
+    Ssimulacra2Reference,
+};
 use image::{DynamicImage, RgbImage};
 
 use crate::{Limits, PipelineError};
@@ -31,9 +38,20 @@ pub(crate) fn prepare(image: &DynamicImage, background: [u8; 3]) -> RgbImage {
     }
 }
 
-/// SSIMULACRA2 of two prepared images of the same size.
-pub(crate) fn score_rgb(reference: &RgbImage, distorted: &RgbImage) -> Result<f64, PipelineError> {
-    let (w, h) = reference.dimensions();
+fn slice(img: &RgbImage) -> Result<PixelSlice<'_>, PipelineError> {
+    let (w, h) = img.dimensions();
+    PixelSlice::new(
+        img.as_raw(),
+        w,
+        h,
+        w as usize * 3,
+        PixelDescriptor::RGB8_SRGB,
+    )
+    .map_err(fail)
+}
+
+fn same_size(reference: (u32, u32), distorted: &RgbImage) -> Result<(), PipelineError> {
+    let (w, h) = reference;
     if distorted.dimensions() != (w, h) {
         return Err(PipelineError::Encode(format!(
             "ssimulacra2: sizes differ: {w}x{h} against {}x{}",
@@ -41,19 +59,65 @@ pub(crate) fn score_rgb(reference: &RgbImage, distorted: &RgbImage) -> Result<f6
             distorted.height()
         )));
     }
-    let stride = w as usize * 3;
-    fn slice(img: &RgbImage, stride: usize) -> Result<PixelSlice<'_>, PipelineError> {
-        let (w, h) = img.dimensions();
-        PixelSlice::new(img.as_raw(), w, h, stride, PixelDescriptor::RGB8_SRGB).map_err(fail)
-    }
-    let (a, b) = (slice(reference, stride)?, slice(distorted, stride)?);
-    // Strips need a minimum height; small images go whole.
-    let config = if h as usize > 2 * STRIP_ROWS {
+    Ok(())
+}
+
+/// Strips need a minimum height; small images go whole.
+fn config_for(height: u32) -> Ssimulacra2Config<'static> {
+    if height as usize > 2 * STRIP_ROWS {
         Ssimulacra2Config::strips(STRIP_ROWS)
     } else {
         Ssimulacra2Config::default()
-    };
-    compute_ssimulacra2_with_config(&a, &b, &config).map_err(fail)
+    }
+}
+
+/// SSIMULACRA2 of two prepared images of the same size.
+pub(crate) fn score_rgb(reference: &RgbImage, distorted: &RgbImage) -> Result<f64, PipelineError> {
+    same_size(reference.dimensions(), distorted)?;
+    let (a, b) = (slice(reference)?, slice(distorted)?);
+    compute_ssimulacra2_with_config(&a, &b, &config_for(reference.height())).map_err(fail)
+}
+
+/// An image prepared once for scoring several encodes of it: its colour
+/// conversion and pyramid are computed here, not per comparison. It holds
+/// the whole image's planes (about 70 bytes a pixel), so it is meant for
+/// the search's working image (at most about a megapixel), not for whole
+/// large images.
+pub struct Reference {
+    inner: Ssimulacra2Reference,
+    size: (u32, u32),
+}
+
+impl Reference {
+    /// Prepares `image` (alpha flattened onto `background`).
+    pub fn new(image: &DynamicImage, background: [u8; 3]) -> Result<Self, PipelineError> {
+        Self::from_rgb(&prepare(image, background))
+    }
+
+    pub(crate) fn from_rgb(image: &RgbImage) -> Result<Self, PipelineError> {
+        Ok(Self {
+            inner: Ssimulacra2Reference::new(&slice(image)?).map_err(fail)?,
+            size: image.dimensions(),
+        })
+    }
+
+    /// The score of `distorted` (same size, alpha flattened onto
+    /// `background`) against the reference; equal to `ssimulacra2` on the
+    /// same pair.
+    pub fn score(
+        &self,
+        distorted: &DynamicImage,
+        background: [u8; 3],
+    ) -> Result<f64, PipelineError> {
+        self.score_rgb(&prepare(distorted, background))
+    }
+
+    pub(crate) fn score_rgb(&self, distorted: &RgbImage) -> Result<f64, PipelineError> {
+        same_size(self.size, distorted)?;
+        self.inner
+            .compare_with_config(&slice(distorted)?, &config_for(self.size.1))
+            .map_err(fail)
+    }
 }
 
 /// SSIMULACRA2 of `distorted` against `reference` (same size; alpha

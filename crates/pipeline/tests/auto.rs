@@ -241,3 +241,44 @@ fn fixed_quality_jobs_report_their_quality_and_no_search() {
     assert_eq!((out.score, out.target, out.target_met), (None, None, None));
     assert_eq!(out.trials, 0);
 }
+
+#[test]
+fn a_prepared_reference_scores_as_the_one_off_metric() {
+    let img = image::load_from_memory(&photo()).unwrap();
+    let bytes = pixpress_pipeline::stages::encode(&img, Format::Webp, 40).unwrap();
+    let decoded = pixpress_pipeline::stages::decode(&bytes, &Limits::default()).unwrap();
+    let white = pixpress_pipeline::DEFAULT_BACKGROUND;
+    let reference = metric::Reference::new(&img, white).unwrap();
+    let once = metric::ssimulacra2(&img, &decoded).unwrap();
+    let prepared = reference.score(&decoded, white).unwrap();
+    assert!((once - prepared).abs() < 1e-9, "{once} vs {prepared}");
+    assert!(prepared < 90.0, "q40 scored {prepared}");
+    // Scoring again gives the same answer, and the reference itself 100.
+    assert_eq!(reference.score(&decoded, white).unwrap(), prepared);
+    assert!((reference.score(&img, white).unwrap() - metric::MAX_SCORE).abs() < 1e-6);
+    let other = DynamicImage::ImageRgb8(photo_like(32, 32));
+    assert!(reference.score(&other, white).is_err());
+}
+
+#[test]
+fn large_images_are_searched_on_a_sample_of_about_a_megapixel() {
+    use pixpress_pipeline::stages::{search_image, SearchImage};
+    let small = DynamicImage::ImageRgb8(photo_like(800, 600));
+    assert!(matches!(search_image(&small), SearchImage::Whole(_)));
+    let large = DynamicImage::ImageRgb8(photo_like(2400, 1600));
+    let SearchImage::Sample(sample) = search_image(&large) else {
+        panic!("a 3.8 MP image is searched whole");
+    };
+    let pixels = u64::from(sample.width()) * u64::from(sample.height());
+    assert!(pixels <= 1_000_000, "{pixels}");
+    assert_eq!((sample.width() % 256, sample.height() % 256), (0, 0));
+    // The search reports that it ran on the sample.
+    let mut png = Vec::new();
+    large
+        .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+        .unwrap();
+    let out = process(&png, &auto(Format::Webp, 70.0)).unwrap();
+    assert!(out.score_sampled);
+    assert_eq!((out.width, out.height), (2400, 1600));
+    assert!((1..=5).contains(&out.trials), "{} trials", out.trials);
+}
