@@ -37,6 +37,25 @@ use crate::config::BackendSettings;
 pub const GROUP: &str = "workers";
 /// How long a health check or connection attempt may take.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// A client for the configured Redis and a managed connection to it that
+/// reconnects by itself; an error when Redis does not answer in time.
+pub(super) async fn connect_manager(
+    settings: &BackendSettings,
+) -> Result<(redis::Client, ConnectionManager), BackendError> {
+    let client = redis::Client::open(settings.redis_url.as_str())?;
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_connection_timeout(ANSWER_WITHIN)
+        .set_response_timeout(Duration::from_secs(10));
+    let conn = tokio::time::timeout(
+        ANSWER_WITHIN * 2,
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| BackendError::NoAnswer(ANSWER_WITHIN * 2))??;
+    Ok((client, conn))
+}
 /// How long one stream read blocks before looking at the stop signal again.
 const READ_BLOCK_MS: usize = 1000;
 /// Pause after a Redis error in a loop, so a lost Redis is not hammered.
@@ -116,17 +135,7 @@ impl RedisBackend {
         job_timeout: Duration,
         max_queue: usize,
     ) -> Result<Self, BackendError> {
-        let client = redis::Client::open(settings.redis_url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(ANSWER_WITHIN)
-            .set_response_timeout(Duration::from_secs(10));
-        let conn = tokio::time::timeout(
-            ANSWER_WITHIN * 2,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| BackendError::NoAnswer(ANSWER_WITHIN * 2))??;
+        let (client, conn) = connect_manager(settings).await?;
         let backend = Self {
             client,
             conn,

@@ -18,13 +18,13 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::redis::RETRY_AFTER;
+use super::redis::{connect_manager, RETRY_AFTER};
 use super::{BackendError, Bus, Frame, RoomPost};
 use crate::config::BackendSettings;
 
@@ -55,17 +55,7 @@ struct Header {
 impl RedisBus {
     /// Connects and subscribes to every room channel below the prefix.
     pub async fn connect(settings: &BackendSettings) -> Result<Self, BackendError> {
-        let client = redis::Client::open(settings.redis_url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(ANSWER_WITHIN)
-            .set_response_timeout(Duration::from_secs(10));
-        let conn = tokio::time::timeout(
-            ANSWER_WITHIN * 2,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| BackendError::NoAnswer(ANSWER_WITHIN * 2))??;
+        let (client, conn) = connect_manager(settings).await?;
         let pattern = format!("{}room:*", settings.key_prefix);
         let pubsub = tokio::time::timeout(ANSWER_WITHIN * 2, subscribe(&client, &pattern))
             .await
