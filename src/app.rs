@@ -17,6 +17,7 @@ use crate::backend::RedisBackend;
 use crate::config::{BackendKind, Settings};
 use crate::jobs::{JobStore, StoreSettings, WorkerPool};
 use crate::protocols::http::{self, AppState};
+use crate::protocols::ws::socket::GoingAway;
 use crate::protocols::{self, Services};
 
 /// A server that could not start.
@@ -40,6 +41,20 @@ pub struct RunningServer {
     http_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
+    going_away: GoingAway,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    /// From the signal until no job was queued or running.
+    pub jobs_settled: Duration,
+    /// Whether every accepted job finished within the grace period.
+    pub jobs_finished: bool,
+    /// WebSockets open when the jobs had settled (closed with 1001).
+    pub sockets_closed: usize,
+    /// From the signal until every listener and socket had stopped.
+    pub total: Duration,
 }
 
 /// Builds the shared services and binds both listeners.
@@ -83,12 +98,14 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         message: e.to_string(),
     })?;
     let chat = crate::chat::start(pool.clone(), &settings, Arc::new(store.clone()));
+    let going_away = GoingAway::default();
     let app: Router = protocols::router(&Services {
         settings: settings.clone(),
         pool: pool.clone(),
         app: state.clone(),
         files: files.clone(),
         chat,
+        going_away: going_away.clone(),
     });
 
     let http_listener = bind(&settings.server.host, settings.server.port).await?;
@@ -154,6 +171,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         http_task,
         background,
         grace: settings.server.shutdown_grace,
+        going_away,
     })
 }
 
@@ -172,18 +190,50 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
 }
 
 impl RunningServer {
-    /// Stops accepting, lets jobs in flight finish within the grace period,
-    /// then stops every listener.
-    pub async fn shutdown(self) {
+    /// Stops gracefully: new work (uploads, `/ws` connections and requests)
+    /// is refused with 503 `shutting_down` at once, while statuses and
+    /// downloads are still answered; jobs already accepted get up to
+    /// `server.shutdown_grace` to finish; then every WebSocket is sent what
+    /// is queued for it and closed with 1001, and the listeners stop.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let started = Instant::now();
         self.state.shutting_down.store(true, Ordering::Relaxed);
-        self.stop.cancel();
-        let deadline = Instant::now() + self.grace;
+        tracing::info!("shutting down: new work refused, finishing accepted jobs");
+        let deadline = started + self.grace;
         let pool = self.state.store.pool().clone();
         let mut settled = pool.subscribe_idle();
-        let _ = tokio::time::timeout_at(deadline.into(), settled.wait_for(|idle| *idle)).await;
-        let _ = tokio::time::timeout_at(deadline.into(), self.http_task).await;
+        let jobs_finished =
+            tokio::time::timeout_at(deadline.into(), settled.wait_for(|idle| *idle))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        let jobs_settled = started.elapsed();
+        if !jobs_finished {
+            tracing::warn!(grace = ?self.grace, "jobs still running at the end of the grace period");
+        }
+        let sockets_closed = self.going_away.open_sockets();
+        self.going_away.close_all(SOCKET_CLOSE_WAIT).await;
+        self.stop.cancel();
+        let _ = tokio::time::timeout(SOCKET_CLOSE_WAIT, self.http_task).await;
         for task in self.background {
             task.abort();
         }
+        let report = ShutdownReport {
+            jobs_settled,
+            jobs_finished,
+            sockets_closed,
+            total: started.elapsed(),
+        };
+        tracing::info!(
+            jobs_settled_ms = report.jobs_settled.as_millis() as u64,
+            jobs_finished = report.jobs_finished,
+            sockets_closed = report.sockets_closed,
+            total_ms = report.total.as_millis() as u64,
+            "shut down"
+        );
+        report
     }
 }
+
+/// How long, after the jobs have settled, sockets and HTTP connections get
+/// to close.
+const SOCKET_CLOSE_WAIT: Duration = Duration::from_secs(5);

@@ -196,6 +196,13 @@ impl ApiError {
         )
     }
 
+    pub fn shutting_down() -> Self {
+        Self::of(
+            Code::ShuttingDown,
+            "the server is shutting down and takes no new work; try again shortly",
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::of(Code::InternalError, message)
     }

@@ -32,6 +32,8 @@ pub struct Services {
     pub app: http::AppState,
     pub files: Arc<dyn FileStore>,
     pub chat: Arc<ChatService>,
+    /// Ends every WebSocket (close 1001) when the server shuts down.
+    pub going_away: ws::socket::GoingAway,
 }
 
 /// Every HTTP and WebSocket route of the server: one line per protocol.
@@ -50,4 +52,5 @@ pub fn router(services: &Services) -> Router {
             services.settings.clone(),
         ))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::Extension(services.going_away.clone()))
 }

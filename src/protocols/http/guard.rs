@@ -53,6 +53,20 @@ pub async fn require_api_key(
     }
 }
 
+/// Refuses new work (an upload, a `/ws` connection) with 503
+/// `shutting_down` once the server is stopping; statuses and downloads of
+/// accepted jobs are still answered while they finish.
+pub async fn refuse_when_stopping(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.shutting_down() {
+        return refuse_unread(request, ApiError::shutting_down()).await;
+    }
+    next.run(request).await
+}
+
 /// Counts one upload (HTTP or WebSocket connection) against the client.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &state.upload_limiter {

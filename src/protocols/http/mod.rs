@@ -63,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::rate_limit,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::refuse_when_stopping,
         ));
     let jobs = Router::new()
         .merge(uploads)

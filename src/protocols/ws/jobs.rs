@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
@@ -39,7 +39,7 @@ struct WsRequest {
 /// Frames queued per socket beyond those of the requests in flight.
 const QUEUE_SLACK: usize = 64;
 
-pub async fn handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub async fn handler(State(state): State<AppState>, ws: socket::Upgrade) -> Response {
     let max = usize::try_from(state.settings.ws.max_message_bytes).unwrap_or(usize::MAX);
     socket::accept(ws, max, move |ws| serve(ws, state))
 }
@@ -104,6 +104,16 @@ impl Session for JobSession {
             ),
         }
     }
+
+    fn on_too_large(&mut self) {
+        let limit = self.state.settings.ws.max_message_bytes;
+        send_error(
+            &self.member,
+            None,
+            Code::MessageTooLarge,
+            &format!("message over ws.max_message_bytes ({limit} bytes); the socket closes"),
+        );
+    }
 }
 
 impl JobSession {
@@ -130,6 +140,9 @@ async fn start_job(
     request: &WsRequest,
     bytes: Bytes,
 ) -> Result<(VariantSpec, Arc<Task>, Arc<Variant>), ApiError> {
+    if state.shutting_down() {
+        return Err(ApiError::shutting_down());
+    }
     let limit = state.settings.upload.max_upload_size;
     if bytes.len() as u64 > limit {
         return Err(ApiError::too_large(limit));

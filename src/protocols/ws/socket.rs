@@ -4,15 +4,23 @@
 //!
 //! Owns the socket's life: when the client goes away the session is dropped
 //! (leaving its room); when the member is dropped from its room as too slow
-//! the socket is closed. It never interprets message contents.
+//! the socket is closed. A message over the size limit ends the socket with
+//! the protocol's error and a close frame 1009; a server going away ends it,
+//! after what is queued, with a close frame 1001. It never interprets
+//! message contents.
 
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 use crate::rooms::Outbound;
@@ -27,6 +35,77 @@ const MAX_BATCH: usize = 64;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// WebSocket close code for "try again later" (e.g. a full room).
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
+/// WebSocket close code for a server that is shutting down (RFC 6455).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// How long a socket ended for an oversized message stays open after its
+/// close frame, so that a client still sending the rest of that message
+/// reads the close frame before the connection is reset. The server stops
+/// reading at the frame's header, so the client's unsent bytes would
+/// otherwise turn the close into a reset that drops the close frame.
+const TOO_BIG_LINGER: Duration = Duration::from_secs(2);
+
+/// The server's WebSockets, to end them when it shuts down: every socket
+/// then sends what is queued for it and closes with 1001. One per server,
+/// put on every request by `protocols::router`.
+#[derive(Clone, Default)]
+pub struct GoingAway {
+    token: CancellationToken,
+    sockets: TaskTracker,
+}
+
+impl GoingAway {
+    /// Closes every socket (what is queued, then a close frame 1001) and
+    /// waits up to `within` for them to end; says whether all did.
+    pub async fn close_all(&self, within: Duration) -> bool {
+        self.token.cancel();
+        self.sockets.close();
+        tokio::time::timeout(within, self.sockets.wait())
+            .await
+            .is_ok()
+    }
+
+    /// WebSockets open now.
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.len()
+    }
+}
+
+tokio::task_local! {
+    /// The server's [`GoingAway`] token, for the socket a task serves: set by
+    /// [`accept`] around the protocol's whole connection future, so the
+    /// protocols need not carry it.
+    static GOING_AWAY: CancellationToken;
+}
+
+/// A WebSocket upgrade request together with its server's [`GoingAway`]
+/// token: what every WebSocket route takes instead of axum's upgrade.
+pub struct Upgrade {
+    ws: WebSocketUpgrade,
+    away: GoingAway,
+}
+
+impl Upgrade {
+    /// Reads an upgrade from a request's parts (for a route that decides
+    /// itself whether the request is an upgrade).
+    pub async fn from_parts<S: Send + Sync>(parts: &mut Parts, state: &S) -> Option<Self> {
+        Self::from_request_parts(parts, state).await.ok()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = <WebSocketUpgrade as FromRequestParts<S>>::Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let away = parts
+            .extensions
+            .get::<GoingAway>()
+            .cloned()
+            .unwrap_or_default();
+        let ws = WebSocketUpgrade::from_request_parts(parts, state).await?;
+        Ok(Self { ws, away })
+    }
+}
 
 /// One protocol's handling of one connected member. The session owns the
 /// member's `Membership`, so dropping it leaves the room.
@@ -55,38 +134,17 @@ pub async fn serve(
     preface: Vec<Message>,
     session: impl Session,
 ) {
-    let (mut sink, mut stream) = socket.split();
-    let mut send_task = tokio::spawn(async move {
-        let mut outbound = outbound;
-        let kick = outbound.kick_signal();
-        // A client that stops reading blocks these writes; once it has been
-        // dropped as too slow, give up on it.
-        let history = async {
-            for msg in preface {
-                sink.feed(msg).await?;
-            }
-            sink.flush().await
-        };
-        tokio::select! {
-            sent = history => if sent.is_err() { return },
-            () = kick.kicked() => return,
-        }
-        loop {
-            let next = tokio::select! {
-                msg = outbound.recv() => msg,
-                () = kick.kicked() => return,
-            };
-            let Some(first) = next else { break };
-            tokio::select! {
-                sent = write_batch(&mut sink, first, &mut outbound) => if sent.is_err() { return },
-                () = kick.kicked() => return,
-            }
-        }
-        // The member left: close politely.
-        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-    });
+    let away = GOING_AWAY
+        .try_with(CancellationToken::clone)
+        .unwrap_or_default();
+    let (sink, mut stream) = socket.split();
+    // The receive side asks the send side to close with a code (1009).
+    let (close_tx, close_rx) = oneshot::channel::<CloseFrame>();
+    let mut send_task = tokio::spawn(send_loop(sink, outbound, preface, close_rx, away));
 
+    let mut close_tx = Some(close_tx);
     let mut session = session;
+    let mut too_big = false;
     let receive = async {
         loop {
             let deadline = session.deadline();
@@ -105,6 +163,10 @@ pub async fn serve(
                 Some(Err(err)) => {
                     if is_too_large(&err) {
                         session.on_too_large();
+                        too_big = true;
+                        if let Some(tx) = close_tx.take() {
+                            let _ = tx.send(close_frame(CLOSE_TOO_BIG, "message too big"));
+                        }
                     } else {
                         tracing::debug!(%err, "room socket read failed");
                     }
@@ -115,30 +177,117 @@ pub async fn serve(
     };
 
     let send_finished = tokio::select! {
-        _ = &mut send_task => true,
-        () = receive => false,
+        closed = &mut send_task => Some(closed.unwrap_or(false)),
+        () = receive => None,
     };
     // Leaving the room closes the queue once spawned work lets go of it.
     drop(session);
-    if !send_finished
-        && tokio::time::timeout(CLOSE_GRACE, &mut send_task)
-            .await
-            .is_err()
+    if let Some(closed) = send_finished {
+        if !closed {
+            return;
+        }
+        // The server closed (going away, or the member was dropped): read
+        // until the client answers the close, for a bounded time.
+        let _ = tokio::time::timeout(CLOSE_GRACE, drain(&mut stream)).await;
+    } else if tokio::time::timeout(CLOSE_GRACE, &mut send_task)
+        .await
+        .is_err()
     {
         send_task.abort();
+    } else if too_big {
+        // Held open, unread, so the client reads the close frame first.
+        tokio::time::sleep(TOO_BIG_LINGER).await;
+    }
+}
+
+/// Writes the preface, then the member's queue, until the queue ends, the
+/// member is dropped as too slow, the receive side asks for a close with a
+/// code, or the server goes away. True when a close frame was sent.
+async fn send_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut outbound: Outbound,
+    preface: Vec<Message>,
+    mut close_rx: oneshot::Receiver<CloseFrame>,
+    away: CancellationToken,
+) -> bool {
+    let kick = outbound.kick_signal();
+    // A client that stops reading blocks these writes; once it has been
+    // dropped as too slow, give up on it.
+    let history = async {
+        for msg in preface {
+            sink.feed(msg).await?;
+        }
+        sink.flush().await
+    };
+    tokio::select! {
+        sent = history => if sent.is_err() { return false },
+        () = kick.kicked() => return false,
+    }
+    let close = loop {
+        let next = tokio::select! {
+            biased;
+            frame = &mut close_rx => break frame.ok(),
+            () = kick.kicked() => return false,
+            msg = outbound.recv() => msg,
+            () = away.cancelled() => break Some(close_frame(CLOSE_GOING_AWAY, "server shutting down")),
+        };
+        let Some(first) = next else {
+            // The member left: close politely (with the receive side's
+            // code, if it asked for one).
+            break close_rx.try_recv().ok();
+        };
+        tokio::select! {
+            sent = write_batch(&mut sink, first, &mut outbound) => if sent.is_err() { return false },
+            () = kick.kicked() => return false,
+        }
+    };
+    let closing = async {
+        // What is already queued (an error about the oversized message, the
+        // results of finished jobs) goes out before the close frame.
+        while let Some(msg) = outbound.try_recv() {
+            sink.feed(msg).await?;
+        }
+        match close {
+            Some(frame) => sink.send(Message::Close(Some(frame))).await,
+            None => sink.close().await,
+        }
+    };
+    matches!(
+        tokio::time::timeout(CLOSE_GRACE, closing).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Reads and drops frames until the client's close (or the connection's end).
+async fn drain(stream: &mut SplitStream<WebSocket>) {
+    while let Some(Ok(frame)) = stream.next().await {
+        if matches!(frame, Message::Close(_)) {
+            break;
+        }
+    }
+}
+
+fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
     }
 }
 
 /// Accepts an upgrade with every message and frame bounded by `limit`
 /// bytes, and runs `on_socket` on the socket.
-pub fn accept<F, Fut>(ws: WebSocketUpgrade, limit: usize, on_socket: F) -> Response
+pub fn accept<F, Fut>(upgrade: Upgrade, limit: usize, on_socket: F) -> Response
 where
     F: FnOnce(WebSocket) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let Upgrade { ws, away } = upgrade;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(on_socket)
+        .on_upgrade(move |socket| {
+            away.sockets
+                .track_future(GOING_AWAY.scope(away.token.clone(), on_socket(socket)))
+        })
 }
 
 /// A protocol whose sockets join named rooms (share rooms, img2img).
@@ -158,7 +307,7 @@ pub trait RoomProtocol: Send + 'static {
 /// first) or a refused `member` name with a JSON error, else serves the
 /// member.
 pub fn accept_room<P: RoomProtocol>(
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
     protocol: P,
     room: String,
     member: Result<String, ApiError>,

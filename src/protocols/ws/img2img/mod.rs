@@ -14,7 +14,7 @@ pub mod messages;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -162,7 +162,7 @@ pub fn routes(pool: WorkerPool, settings: &Settings) -> Router {
 pub async fn upgrade_default(
     State(rooms): State<Img2ImgRooms>,
     Query(query): Query<JoinQuery>,
-    ws: WebSocketUpgrade,
+    ws: socket::Upgrade,
 ) -> Response {
     upgrade_room(rooms, DEFAULT_ROOM.to_owned(), query, ws)
 }
@@ -172,7 +172,7 @@ pub async fn upgrade(
     State(rooms): State<Img2ImgRooms>,
     Path(room): Path<String>,
     Query(query): Query<JoinQuery>,
-    ws: WebSocketUpgrade,
+    ws: socket::Upgrade,
 ) -> Response {
     upgrade_room(rooms, room, query, ws)
 }
@@ -181,7 +181,7 @@ fn upgrade_room(
     rooms: Img2ImgRooms,
     room: String,
     query: JoinQuery,
-    ws: WebSocketUpgrade,
+    ws: socket::Upgrade,
 ) -> Response {
     let name =
         auth::check_member_name(query.name.as_deref(), "client").map_err(ApiError::bad_request);
