@@ -293,3 +293,130 @@ async fn sigterm_finishes_accepted_jobs_refuses_new_ones_and_closes_sockets_with
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// alice (a plain key), bob (a named key) and root (an admin key).
+fn keyed_settings() -> pixpress::config::Settings {
+    let mut s = test_settings();
+    s.auth.api_keys = vec![
+        "alice-key".into(),
+        pixpress::config::ApiKey {
+            key: "bob-key".into(),
+            name: Some("bob".into()),
+            admin: false,
+        },
+        pixpress::config::ApiKey {
+            key: "root-key".into(),
+            name: Some("ops".into()),
+            admin: true,
+        },
+    ];
+    s
+}
+
+/// The status of `GET base/{route}/{md5}` with `key`.
+async fn get_with(base: &str, route: &str, md5: &str, key: Option<&str>) -> u16 {
+    let mut r = reqwest::Client::new().get(format!("{base}/{route}/{md5}"));
+    if let Some(key) = key {
+        r = r.bearer_auth(key);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+async fn upload_with(base: &str, key: &str, image: &[u8]) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/upload"))
+        .bearer_auth(key)
+        .multipart(common::http::form(image, &[("format", "png")]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let v: Value = r.json().await.unwrap();
+    v["md5"].as_str().unwrap().to_owned()
+}
+
+/// What each key sees of `md5`: the status of status, download and queue.
+async fn seen_by(base: &str, md5: &str, key: &str) -> [u16; 2] {
+    let status = get_with(base, "status", md5, Some(key)).await;
+    let download = get_with(base, "download", md5, Some(key)).await;
+    [status, download]
+}
+
+async fn wait_done(base: &str, md5: &str, key: &str) {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/status/{md5}?wait=30"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v[0]["status"], "done", "{v}");
+}
+
+#[tokio::test]
+async fn with_api_keys_a_task_is_seen_only_by_its_uploaders_and_admin_keys() {
+    let server = start(keyed_settings()).await;
+    let base = base_url(&server);
+    let image = jpeg(48, 32);
+    let md5 = upload_with(&base, "alice-key", &image).await;
+    wait_done(&base, &md5, "alice-key").await;
+
+    assert_eq!(seen_by(&base, &md5, "alice-key").await, [200, 200]);
+    assert_eq!(seen_by(&base, &md5, "root-key").await, [200, 200]);
+    // Another key is told the task does not exist, as for an unknown md5.
+    assert_eq!(seen_by(&base, &md5, "bob-key").await, [404, 404]);
+    assert_eq!(get_with(&base, "queue", &md5, Some("bob-key")).await, 404);
+    assert_eq!(get_with(&base, "status", &md5, None).await, 401);
+
+    // bob uploading the same bytes makes him an owner too.
+    upload_with(&base, "bob-key", &image).await;
+    assert_eq!(seen_by(&base, &md5, "bob-key").await, [200, 200]);
+
+    // A task uploaded over /ws belongs to the socket's key.
+    let mut ws = connect(format!("ws://{}/ws?access_token=bob-key", server.http_addr)).await;
+    let other = jpeg(40, 40);
+    let other_md5 = common::http::md5_hex(&other);
+    ws.send(Message::text(json!({"format": "png"}).to_string()))
+        .await
+        .unwrap();
+    ws.send(Message::binary(other)).await.unwrap();
+    loop {
+        let m = tokio::time::timeout(BOUND, ws.next()).await.unwrap();
+        let Some(Ok(Message::Text(t))) = m else {
+            panic!("{m:?}")
+        };
+        if serde_json::from_str::<Value>(&t).unwrap()["status"] == "done" {
+            break;
+        }
+    }
+    assert_eq!(seen_by(&base, &other_md5, "bob-key").await, [200, 200]);
+    assert_eq!(seen_by(&base, &other_md5, "alice-key").await, [404, 404]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn task_owners_are_kept_in_redis_for_every_instance() {
+    let url = std::env::var("PIXPRESS_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let mut s = keyed_settings();
+    s.backend.kind = pixpress::config::BackendKind::Redis;
+    s.backend.redis_url = url;
+    s.backend.key_prefix = format!("pixpress-test:owners:{}:{nanos}:", std::process::id());
+    let a = pixpress::app::start(s.clone()).await.unwrap_or_else(|e| {
+        panic!("this test needs a Redis at {} ({e}): apt-get install redis-server, or set PIXPRESS_TEST_REDIS_URL", s.backend.redis_url)
+    });
+    let b = start(s).await;
+    let (base_a, base_b) = (base_url(&a), base_url(&b));
+    let md5 = upload_with(&base_a, "alice-key", &jpeg(36, 20)).await;
+    wait_done(&base_a, &md5, "alice-key").await;
+    // Instance b never saw the upload: it learns the owner from Redis.
+    assert_eq!(seen_by(&base_b, &md5, "alice-key").await, [200, 200]);
+    assert_eq!(seen_by(&base_b, &md5, "bob-key").await, [404, 404]);
+    assert_eq!(seen_by(&base_b, &md5, "root-key").await, [200, 200]);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -63,6 +63,11 @@ impl Keys {
         format!("{}result:{key}:{field}", self.prefix)
     }
     /// Stream of jobs: fields `md5` and `variant`.
+    /// The set of owners (API key names) of a task.
+    pub fn owners(&self, key: &str) -> String {
+        format!("{}owners:{key}", self.prefix)
+    }
+
     pub fn jobs(&self) -> String {
         format!("{}jobs", self.prefix)
     }
@@ -191,6 +196,26 @@ impl RedisBackend {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => Ok(other?),
         }
+    }
+
+    /// Records `owner` as one who uploaded task `key` (for as long as results live).
+    pub async fn add_owner(&self, key: &str, owner: &str) -> Result<(), BackendError> {
+        let mut conn = self.conn.clone();
+        let set = self.keys.owners(key);
+        redis::pipe()
+            .sadd(&set, owner)
+            .ignore()
+            .expire(&set, ttl_secs(self.ttl))
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `owner` uploaded task `key`.
+    pub async fn is_owner(&self, key: &str, owner: &str) -> Result<bool, BackendError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.sismember(self.keys.owners(key), owner).await?)
     }
 
     /// Jobs in the stream not yet finished (waiting or running).

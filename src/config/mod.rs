@@ -425,10 +425,62 @@ impl Default for ChatSettings {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// When not empty, the HTTP and WS job APIs need `Authorization: Bearer <key>`.
-    pub api_keys: Vec<String>,
+    /// When not empty, the HTTP and WS job APIs need `Authorization: Bearer <key>`,
+    /// and a task is visible only to the keys that uploaded it (and admin keys).
+    pub api_keys: Vec<ApiKey>,
     /// When set, rooms and chat take the user from a signed token's `sub`.
     pub jwt_secret: Option<String>,
+}
+
+/// One API key: a plain string, or `{key, name, admin}`. The name is who
+/// owns the tasks the key uploads (default: a digest of the key, never the
+/// key itself); an admin key sees every task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub key: String,
+    pub name: Option<String>,
+    pub admin: bool,
+}
+
+impl From<&str> for ApiKey {
+    fn from(key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            name: None,
+            admin: false,
+        }
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> Self {
+        Self::from(key.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Plain(String),
+            Full {
+                key: String,
+                #[serde(default)]
+                name: Option<String>,
+                #[serde(default)]
+                admin: bool,
+            },
+        }
+        let key = match Form::deserialize(d)? {
+            Form::Plain(key) => ApiKey::from(key),
+            Form::Full { key, name, admin } => ApiKey { key, name, admin },
+        };
+        if key.key.trim().is_empty() {
+            return Err(serde::de::Error::custom("an API key must not be empty"));
+        }
+        Ok(key)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]

@@ -34,7 +34,9 @@ pub async fn require_api_key(
     next: Next,
 ) -> Response {
     let auth = &state.settings.auth;
+    let mut request = request;
     if auth.api_keys.is_empty() {
+        request.extensions_mut().insert(crate::auth::Caller::open());
         return next.run(request).await;
     }
     let from_header = request
@@ -46,10 +48,12 @@ pub async fn require_api_key(
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")))
         .map(str::to_owned);
-    if crate::auth::api_key_allowed(auth, from_header.or(from_query).as_deref()) {
-        next.run(request).await
-    } else {
-        ApiError::unauthorized().into_response()
+    match crate::auth::api_caller(auth, from_header.or(from_query).as_deref()) {
+        Some(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        None => ApiError::unauthorized().into_response(),
     }
 }
 
