@@ -17,7 +17,8 @@ use crate::backend::RedisBackend;
 use crate::config::{BackendKind, Settings};
 use crate::jobs::{JobStore, StoreSettings, WorkerPool};
 use crate::protocols::http::{self, AppState};
-use crate::protocols::ws::socket::GoingAway;
+use crate::protocols::per_client::PerClient;
+use crate::protocols::ws::socket::Sockets;
 use crate::protocols::{self, Services};
 
 /// A server that could not start.
@@ -41,7 +42,7 @@ pub struct RunningServer {
     http_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
-    going_away: GoingAway,
+    sockets: Sockets,
 }
 
 /// How a shutdown went.
@@ -98,14 +99,18 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         message: e.to_string(),
     })?;
     let chat = crate::chat::start(pool.clone(), &settings, Arc::new(store.clone()));
-    let going_away = GoingAway::default();
+    let sockets = Sockets::new(crate::protocols::ws::socket::Rules {
+        idle_timeout: settings.ws.idle_timeout,
+        ping_interval: settings.ws.ping_interval,
+    });
+    let per_client = PerClient::new(settings.server.max_connections_per_client);
     let app: Router = protocols::router(&Services {
         settings: settings.clone(),
         pool: pool.clone(),
         app: state.clone(),
         files: files.clone(),
         chat,
-        going_away: going_away.clone(),
+        sockets: sockets.clone(),
     });
 
     let http_listener = bind(&settings.server.host, settings.server.port).await?;
@@ -123,23 +128,20 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     }
 
     let http_stop = stop.child_token();
-    let http_task = tokio::spawn(async move {
-        let served = axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(http_stop.cancelled_owned())
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server stopped");
-        }
-    });
+    let http_task = tokio::spawn(http::listener::serve(
+        http_listener,
+        app,
+        per_client.clone(),
+        settings.server.header_read_timeout,
+        http_stop,
+    ));
 
     background.push(tokio::spawn(protocols::tcp::serve(
         tcp_listener,
         files,
         settings.tcp.clone(),
         settings.pipeline_limits(),
+        per_client,
         stop.child_token().cancelled_owned(),
     )));
 
@@ -171,7 +173,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         http_task,
         background,
         grace: settings.server.shutdown_grace,
-        going_away,
+        sockets,
     })
 }
 
@@ -210,8 +212,8 @@ impl RunningServer {
         if !jobs_finished {
             tracing::warn!(grace = ?self.grace, "jobs still running at the end of the grace period");
         }
-        let sockets_closed = self.going_away.open_sockets();
-        self.going_away.close_all(SOCKET_CLOSE_WAIT).await;
+        let sockets_closed = self.sockets.open_sockets();
+        self.sockets.close_all(SOCKET_CLOSE_WAIT).await;
         self.stop.cancel();
         let _ = tokio::time::timeout(SOCKET_CLOSE_WAIT, self.http_task).await;
         for task in self.background {

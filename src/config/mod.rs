@@ -74,6 +74,13 @@ pub struct ServerSettings {
     /// How long shutdown waits for jobs in flight.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// An HTTP client must send a request's headers within this long (and
+    /// an idle keep-alive connection is closed after it); 0 = no bound.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections open at once from one client address, HTTP (WebSockets
+    /// included) and TCP together; beyond it `too_many_connections`. 0 = no bound.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ServerSettings {
@@ -84,6 +91,8 @@ impl Default for ServerSettings {
             output_dir: None,
             output_cleanup_interval: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_client: 256,
         }
     }
 }
@@ -207,6 +216,13 @@ pub struct WsSettings {
     pub max_message_bytes: u64,
     /// Requests a single socket may have queued or processing.
     pub max_in_flight: usize,
+    /// Every WebSocket protocol: a socket with no message (nor pong) from
+    /// its client for this long is closed (1000); 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Every WebSocket protocol: the server pings each socket this often; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
 }
 
 impl Default for WsSettings {
@@ -214,6 +230,8 @@ impl Default for WsSettings {
         Self {
             max_message_bytes: 16 * 1024 * 1024,
             max_in_flight: 8,
+            idle_timeout: Duration::from_secs(120),
+            ping_interval: Duration::from_secs(30),
         }
     }
 }

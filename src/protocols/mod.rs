@@ -11,6 +11,7 @@
 //! [`router`] is the one place HTTP and WebSocket routes are put together.
 
 pub mod http;
+pub mod per_client;
 pub mod tcp;
 pub mod ws;
 
@@ -33,7 +34,7 @@ pub struct Services {
     pub files: Arc<dyn FileStore>,
     pub chat: Arc<ChatService>,
     /// Ends every WebSocket (close 1001) when the server shuts down.
-    pub going_away: ws::socket::GoingAway,
+    pub sockets: ws::socket::Sockets,
 }
 
 /// Every HTTP and WebSocket route of the server: one line per protocol.
@@ -52,5 +53,5 @@ pub fn router(services: &Services) -> Router {
             services.settings.clone(),
         ))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(axum::Extension(services.going_away.clone()))
+        .layer(axum::Extension(services.sockets.clone()))
 }

@@ -8,6 +8,7 @@ pub mod files;
 pub mod guard;
 pub mod health;
 pub mod jobs_api;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod webapp;

@@ -35,6 +35,8 @@ const MAX_BATCH: usize = 64;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// WebSocket close code for "try again later" (e.g. a full room).
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
+/// WebSocket close code for a normal closure (an idle socket).
+pub const CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close code for a server that is shutting down (RFC 6455).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -45,16 +47,44 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// otherwise turn the close into a reset that drops the close frame.
 const TOO_BIG_LINGER: Duration = Duration::from_secs(2);
 
-/// The server's WebSockets, to end them when it shuts down: every socket
-/// then sends what is queued for it and closes with 1001. One per server,
-/// put on every request by `protocols::router`.
+/// The server's WebSockets: the rules every socket follows (idle timeout,
+/// pings) and the means to end them all when the server shuts down (every
+/// socket then sends what is queued for it and closes with 1001). One per
+/// server, put on every request by `protocols::router`.
 #[derive(Clone, Default)]
-pub struct GoingAway {
+pub struct Sockets {
     token: CancellationToken,
     sockets: TaskTracker,
+    rules: Rules,
 }
 
-impl GoingAway {
+/// What every WebSocket protocol's sockets follow alike.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rules {
+    /// A socket from which no message (nor pong) arrives for this long is
+    /// closed (1000, "idle timeout"); zero: never. This also bounds how long
+    /// one message may take to arrive whole.
+    pub idle_timeout: Duration,
+    /// The server pings each socket this often, so a live but quiet client
+    /// (a browser answers pings by itself) is not idle; zero: never.
+    pub ping_interval: Duration,
+}
+
+/// The socket-level context a connection runs in.
+#[derive(Clone, Default)]
+struct Context {
+    token: CancellationToken,
+    rules: Rules,
+}
+
+impl Sockets {
+    pub fn new(rules: Rules) -> Self {
+        Self {
+            rules,
+            ..Self::default()
+        }
+    }
+
     /// Closes every socket (what is queued, then a close frame 1001) and
     /// waits up to `within` for them to end; says whether all did.
     pub async fn close_all(&self, within: Duration) -> bool {
@@ -72,17 +102,17 @@ impl GoingAway {
 }
 
 tokio::task_local! {
-    /// The server's [`GoingAway`] token, for the socket a task serves: set by
+    /// The server's [`Sockets`] token, for the socket a task serves: set by
     /// [`accept`] around the protocol's whole connection future, so the
     /// protocols need not carry it.
-    static GOING_AWAY: CancellationToken;
+    static GOING_AWAY: Context;
 }
 
-/// A WebSocket upgrade request together with its server's [`GoingAway`]
+/// A WebSocket upgrade request together with its server's [`Sockets`]
 /// token: what every WebSocket route takes instead of axum's upgrade.
 pub struct Upgrade {
     ws: WebSocketUpgrade,
-    away: GoingAway,
+    away: Sockets,
 }
 
 impl Upgrade {
@@ -99,7 +129,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let away = parts
             .extensions
-            .get::<GoingAway>()
+            .get::<Sockets>()
             .cloned()
             .unwrap_or_default();
         let ws = WebSocketUpgrade::from_request_parts(parts, state).await?;
@@ -134,18 +164,25 @@ pub async fn serve(
     preface: Vec<Message>,
     session: impl Session,
 ) {
-    let away = GOING_AWAY
-        .try_with(CancellationToken::clone)
-        .unwrap_or_default();
+    let Context { token: away, rules } = GOING_AWAY.try_with(Context::clone).unwrap_or_default();
     let (sink, mut stream) = socket.split();
     // The receive side asks the send side to close with a code (1009).
     let (close_tx, close_rx) = oneshot::channel::<CloseFrame>();
-    let mut send_task = tokio::spawn(send_loop(sink, outbound, preface, close_rx, away));
+    let mut send_task = tokio::spawn(send_loop(
+        sink,
+        outbound,
+        preface,
+        close_rx,
+        away,
+        rules.ping_interval,
+    ));
 
     let mut close_tx = Some(close_tx);
     let mut session = session;
     let mut too_big = false;
     let receive = async {
+        let idle_after = (!rules.idle_timeout.is_zero()).then_some(rules.idle_timeout);
+        let mut idle_at = idle_after.map(|d| Instant::now() + d);
         loop {
             let deadline = session.deadline();
             let frame = tokio::select! {
@@ -154,7 +191,16 @@ pub async fn serve(
                     session.on_deadline();
                     continue;
                 }
+                () = sleep_until(idle_at) => {
+                    if let Some(tx) = close_tx.take() {
+                        let _ = tx.send(close_frame(CLOSE_NORMAL, "idle timeout"));
+                    }
+                    break;
+                }
             };
+            if let Some(d) = idle_after {
+                idle_at = Some(Instant::now() + d);
+            }
             match frame {
                 Some(Ok(Message::Text(text))) => session.on_text(text.as_str()),
                 Some(Ok(Message::Binary(data))) => session.on_binary(data),
@@ -209,7 +255,16 @@ async fn send_loop(
     preface: Vec<Message>,
     mut close_rx: oneshot::Receiver<CloseFrame>,
     away: CancellationToken,
+    ping_interval: Duration,
 ) -> bool {
+    let mut ping = (!ping_interval.is_zero()).then(|| {
+        let mut every = tokio::time::interval_at(
+            tokio::time::Instant::now() + ping_interval,
+            ping_interval,
+        );
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    });
     let kick = outbound.kick_signal();
     // A client that stops reading blocks these writes; once it has been
     // dropped as too slow, give up on it.
@@ -230,6 +285,13 @@ async fn send_loop(
             () = kick.kicked() => return false,
             msg = outbound.recv() => msg,
             () = away.cancelled() => break Some(close_frame(CLOSE_GOING_AWAY, "server shutting down")),
+            _ = tick(&mut ping) => {
+                tokio::select! {
+                    sent = sink.send(Message::Ping(Bytes::new())) => if sent.is_err() { return false },
+                    () = kick.kicked() => return false,
+                }
+                continue;
+            }
         };
         let Some(first) = next else {
             // The member left: close politely (with the receive side's
@@ -285,8 +347,12 @@ where
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| {
+            let context = Context {
+                token: away.token.clone(),
+                rules: away.rules,
+            };
             away.sockets
-                .track_future(GOING_AWAY.scope(away.token.clone(), on_socket(socket)))
+                .track_future(GOING_AWAY.scope(context, on_socket(socket)))
         })
 }
 
@@ -352,6 +418,15 @@ async fn write_batch(
         }
     }
     sink.flush().await
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(every) => {
+            every.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
