@@ -420,3 +420,114 @@ async fn task_owners_are_kept_in_redis_for_every_instance() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Reads until the server closes the connection (end of stream or reset);
+/// the bound turns a server that never closes into a failure.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(BOUND, stream.read(&mut buf))
+            .await
+            .expect("the server closes the connection within the bound")
+        {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = test_settings();
+    s.server.header_read_timeout = Duration::from_millis(500);
+    let server = start(s).await;
+    let mut slow = tokio::net::TcpStream::connect(server.http_addr)
+        .await
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let answer = closed_by_server(&mut slow).await;
+    // Closed without a response to the unfinished request (or with 408).
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // A prompt client is served as before.
+    let r = reqwest::get(format!("{}/healthz", base_url(&server)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn an_idle_socket_of_every_websocket_protocol_is_closed_and_a_pinged_one_is_not() {
+    let mut s = test_settings();
+    s.ws.idle_timeout = Duration::from_millis(600);
+    s.ws.ping_interval = Duration::ZERO;
+    let server = start(s).await;
+    let addr = server.http_addr;
+    for path in ["/ws", "/ws/share/idle?name=ann", "/ws/img2img", "/ws/chat?user=ann"] {
+        // The client sends nothing; the server closes with 1000.
+        let ws = connect(format!("ws://{addr}{path}")).await;
+        let (_, code) = until_closed(ws.split().1).await;
+        assert_eq!(code, Some(CloseCode::Normal), "{path}");
+    }
+
+    let mut s = test_settings();
+    s.ws.idle_timeout = Duration::from_millis(600);
+    s.ws.ping_interval = Duration::from_millis(100);
+    let server = start(s).await;
+    // A client that answers pings (tungstenite does, while read) outlives
+    // many idle timeouts' worth of pings.
+    let mut ws = connect(format!("ws://{}/ws", server.http_addr)).await;
+    let mut pings = 0;
+    while pings < 20 {
+        match tokio::time::timeout(BOUND, ws.next()).await.unwrap() {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            Some(Ok(Message::Text(_))) => {}
+            other => panic!("the pinged socket ended after {pings} pings: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_past_the_per_address_bound_are_refused_clearly_on_every_listener() {
+    use tokio::io::AsyncReadExt;
+    let mut s = test_settings();
+    s.server.max_connections_per_client = 2;
+    let server = start(s).await;
+    // Two WebSockets hold the address's two places.
+    let _a = connect(format!("ws://{}/ws", server.http_addr)).await;
+    let _b = connect(format!("ws://{}/ws/img2img", server.http_addr)).await;
+
+    // HTTP: a JSON 503.
+    let r = reqwest::get(format!("{}/healthz", base_url(&server)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "too_many_connections", "{v}");
+    // WebSocket: the same refusal of the upgrade.
+    match tokio_tungstenite::connect_async(format!("ws://{}/ws/chat?user=x", server.http_addr))
+        .await
+    {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("a third socket was not refused: {:?}", other.is_ok()),
+    }
+    // TCP: an error reply naming the code, then the end.
+    let mut tcp = tokio::net::TcpStream::connect(server.tcp_addr)
+        .await
+        .unwrap();
+    let mut len = [0u8; 4];
+    tcp.read_exact(&mut len).await.unwrap();
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    tcp.read_exact(&mut reply).await.unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("too_many_connections"), "{text}");
+    assert!(text.contains("ERROR"), "{text}");
+}

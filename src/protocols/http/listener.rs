@@ -25,6 +25,8 @@ use crate::protocols::per_client::{Counted, PerClient};
 /// How long a refused connection is read from (and its request dropped)
 /// after the refusal, so the refusal is not lost to a reset.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read from a refused connection, before and after the answer.
+const REFUSAL_READ: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `stop`, then lets the connections in
 /// progress finish (WebSockets are ended by their own shutdown signal).
@@ -91,8 +93,9 @@ fn log_end(served: Result<(), hyper::Error>, peer: SocketAddr) {
 }
 
 /// Answers a connection over the per-address bound with 503
-/// `too_many_connections`, then reads what the client sent (bounded) so the
-/// answer is not lost to a reset.
+/// `too_many_connections`: after the request's headers (a client reads no
+/// answer before its request), then reads what else the client sent
+/// (bounded) so the answer is not lost to a reset.
 async fn refuse(mut stream: TcpStream, max: usize) {
     let error = ApiError::too_many_connections(max);
     let body = serde_json::json!({"error": error.code, "message": error.message}).to_string();
@@ -100,11 +103,24 @@ async fn refuse(mut stream: TcpStream, max: usize) {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
+    let mut head = Vec::new();
+    let request = async {
+        let mut buf = [0u8; 4096];
+        while head.len() < REFUSAL_READ && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, request).await;
     let refused = async {
         stream.write_all(answer.as_bytes()).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 4096];
-        let mut left = 64 * 1024usize;
+        let mut left = REFUSAL_READ;
         while left > 0 {
             let n = stream.read(&mut sink).await?;
             if n == 0 {
