@@ -200,7 +200,9 @@ impl ApiError {
     pub fn too_many_connections(max: usize) -> Self {
         Self::of(
             Code::TooManyConnections,
-            format!("too many connections from this address (at most {max}); close one and try again"),
+            format!(
+                "too many connections from this address (at most {max}); close one and try again"
+            ),
         )
     }
 

@@ -91,7 +91,9 @@ async fn an_oversized_message_ends_every_websocket_protocol_with_close_1009() {
         ),
         (
             format!("ws://{addr}/ws/chat?user=ann"),
-            Message::text(json!({"type": "new", "payload": {"chatId": "bob", "message": huge}}).to_string()),
+            Message::text(
+                json!({"type": "new", "payload": {"chatId": "bob", "message": huge}}).to_string(),
+            ),
             Some("frame_too_large"),
         ),
     ];
@@ -232,7 +234,9 @@ async fn sigterm_finishes_accepted_jobs_refuses_new_ones_and_closes_sockets_with
         ws_md5s.push(common::http::md5_hex(&image));
         // A request frame without data, then the image as a binary frame.
         jobs_ws
-            .send(Message::text(json!({"format": "webp", "quality": 60}).to_string()))
+            .send(Message::text(
+                json!({"format": "webp", "quality": 60}).to_string(),
+            ))
             .await
             .unwrap();
         jobs_ws.send(Message::binary(image)).await.unwrap();
@@ -288,7 +292,10 @@ async fn sigterm_finishes_accepted_jobs_refuses_new_ones_and_closes_sockets_with
 
     let report = wait_line(&server.log, "shut down");
     assert_eq!(log_field(&report, "sockets_closed"), 2, "{report}");
-    assert!(strip_ansi(&report).contains("jobs_finished=true"), "{report}");
+    assert!(
+        strip_ansi(&report).contains("jobs_finished=true"),
+        "{report}"
+    );
     println!("{}", strip_ansi(&report));
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
@@ -471,7 +478,12 @@ async fn an_idle_socket_of_every_websocket_protocol_is_closed_and_a_pinged_one_i
     s.ws.ping_interval = Duration::ZERO;
     let server = start(s).await;
     let addr = server.http_addr;
-    for path in ["/ws", "/ws/share/idle?name=ann", "/ws/img2img", "/ws/chat?user=ann"] {
+    for path in [
+        "/ws",
+        "/ws/share/idle?name=ann",
+        "/ws/img2img",
+        "/ws/chat?user=ann",
+    ] {
         // The client sends nothing; the server closes with 1000.
         let ws = connect(format!("ws://{addr}{path}")).await;
         let (_, code) = until_closed(ws.split().1).await;

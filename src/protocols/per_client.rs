@@ -152,7 +152,10 @@ mod tests {
         let first = limit.try_take(a).unwrap();
         let _second = limit.try_take(a).unwrap();
         assert!(limit.try_take(a).is_none());
-        assert!(limit.try_take(b).is_some(), "another address is not affected");
+        assert!(
+            limit.try_take(b).is_some(),
+            "another address is not affected"
+        );
         drop(first);
         assert_eq!(limit.open(a), 1);
         assert!(limit.try_take(a).is_some());

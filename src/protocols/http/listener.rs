@@ -60,10 +60,11 @@ pub async fn serve(
         let app = app.clone();
         let stop = stop.clone();
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(request)
-            });
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(request)
+                });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new());
             if !header_read_timeout.is_zero() {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
-use axum::Extension;
 use axum::response::Response;
+use axum::Extension;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -258,10 +258,8 @@ async fn send_loop(
     ping_interval: Duration,
 ) -> bool {
     let mut ping = (!ping_interval.is_zero()).then(|| {
-        let mut every = tokio::time::interval_at(
-            tokio::time::Instant::now() + ping_interval,
-            ping_interval,
-        );
+        let mut every =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every
     });
@@ -314,10 +312,7 @@ async fn send_loop(
             None => sink.close().await,
         }
     };
-    matches!(
-        tokio::time::timeout(CLOSE_GRACE, closing).await,
-        Ok(Ok(()))
-    )
+    matches!(tokio::time::timeout(CLOSE_GRACE, closing).await, Ok(Ok(())))
 }
 
 /// Reads and drops frames until the client's close (or the connection's end).
