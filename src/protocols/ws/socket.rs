@@ -28,6 +28,11 @@ use crate::rooms::Outbound;
 /// How long queued messages may take to reach a departing client.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// Bytes read from a socket at a time. The WebSocket layer's default (128
+/// KiB) is allocated up front for every socket, which made an idle socket
+/// cost about 137 KiB; a large message still grows the buffer as it comes.
+const READ_BUFFER: usize = 8 * 1024;
+
 /// Queued messages written before one flush.
 const MAX_BATCH: usize = 64;
 
@@ -341,6 +346,7 @@ where
     let Upgrade { ws, away } = upgrade;
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
             let context = Context {
                 token: away.token.clone(),
