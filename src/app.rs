@@ -17,6 +17,8 @@ use crate::backend::{Bus, MemoryBus, RedisBackend, RedisBus};
 use crate::config::{BackendKind, Settings};
 use crate::jobs::{JobStore, StoreSettings, WorkerPool};
 use crate::protocols::http::{self, AppState};
+use crate::protocols::per_client::PerClient;
+use crate::protocols::ws::socket::Sockets;
 use crate::protocols::{self, Services};
 
 /// A server that could not start.
@@ -40,6 +42,20 @@ pub struct RunningServer {
     http_task: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
+    sockets: Sockets,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    /// From the signal until no job was queued or running.
+    pub jobs_settled: Duration,
+    /// Whether every accepted job finished within the grace period.
+    pub jobs_finished: bool,
+    /// WebSockets open when the jobs had settled (closed with 1001).
+    pub sockets_closed: usize,
+    /// From the signal until every listener and socket had stopped.
+    pub total: Duration,
 }
 
 /// Builds the shared services and binds both listeners.
@@ -98,6 +114,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
                 .map_err(backend_error)?,
         ),
     };
+    let sockets = Sockets::new(crate::protocols::ws::socket::Rules {
+        idle_timeout: settings.ws.idle_timeout,
+        ping_interval: settings.ws.ping_interval,
+    });
+    let per_client = PerClient::new(settings.server.max_connections_per_client);
     let app: Router = protocols::router(&Services {
         settings: settings.clone(),
         pool: pool.clone(),
@@ -105,6 +126,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         files: files.clone(),
         chat,
         bus,
+        sockets: sockets.clone(),
     });
 
     let http_listener = bind(&settings.server.host, settings.server.port).await?;
@@ -120,23 +142,20 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     background.extend(loops);
 
     let http_stop = stop.child_token();
-    let http_task = tokio::spawn(async move {
-        let served = axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(http_stop.cancelled_owned())
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server stopped");
-        }
-    });
+    let http_task = tokio::spawn(http::listener::serve(
+        http_listener,
+        app,
+        per_client.clone(),
+        settings.server.header_read_timeout,
+        http_stop,
+    ));
 
     background.push(tokio::spawn(protocols::tcp::serve(
         tcp_listener,
         files,
         settings.tcp.clone(),
         settings.pipeline_limits(),
+        per_client,
         stop.child_token().cancelled_owned(),
     )));
 
@@ -168,6 +187,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         http_task,
         background,
         grace: settings.server.shutdown_grace,
+        sockets,
     })
 }
 
@@ -186,18 +206,50 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
 }
 
 impl RunningServer {
-    /// Stops accepting, lets jobs in flight finish within the grace period,
-    /// then stops every listener.
-    pub async fn shutdown(self) {
+    /// Stops gracefully: new work (uploads, `/ws` connections and requests)
+    /// is refused with 503 `shutting_down` at once, while statuses and
+    /// downloads are still answered; jobs already accepted get up to
+    /// `server.shutdown_grace` to finish; then every WebSocket is sent what
+    /// is queued for it and closed with 1001, and the listeners stop.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let started = Instant::now();
         self.state.shutting_down.store(true, Ordering::Relaxed);
-        self.stop.cancel();
-        let deadline = Instant::now() + self.grace;
+        tracing::info!("shutting down: new work refused, finishing accepted jobs");
+        let deadline = started + self.grace;
         let pool = self.state.store.pool().clone();
         let mut settled = pool.subscribe_idle();
-        let _ = tokio::time::timeout_at(deadline.into(), settled.wait_for(|idle| *idle)).await;
-        let _ = tokio::time::timeout_at(deadline.into(), self.http_task).await;
+        let jobs_finished =
+            tokio::time::timeout_at(deadline.into(), settled.wait_for(|idle| *idle))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        let jobs_settled = started.elapsed();
+        if !jobs_finished {
+            tracing::warn!(grace = ?self.grace, "jobs still running at the end of the grace period");
+        }
+        let sockets_closed = self.sockets.open_sockets();
+        self.sockets.close_all(SOCKET_CLOSE_WAIT).await;
+        self.stop.cancel();
+        let _ = tokio::time::timeout(SOCKET_CLOSE_WAIT, self.http_task).await;
         for task in self.background {
             task.abort();
         }
+        let report = ShutdownReport {
+            jobs_settled,
+            jobs_finished,
+            sockets_closed,
+            total: started.elapsed(),
+        };
+        tracing::info!(
+            jobs_settled_ms = report.jobs_settled.as_millis() as u64,
+            jobs_finished = report.jobs_finished,
+            sockets_closed = report.sockets_closed,
+            total_ms = report.total.as_millis() as u64,
+            "shut down"
+        );
+        report
     }
 }
+
+/// How long, after the jobs have settled, sockets and HTTP connections get
+/// to close.
+const SOCKET_CLOSE_WAIT: Duration = Duration::from_secs(5);

@@ -77,7 +77,61 @@ pub fn identify(
 
 /// Whether `auth.api_keys` lets `key` in (always, when none are set).
 pub fn api_key_allowed(auth: &AuthSettings, key: Option<&str>) -> bool {
-    auth.api_keys.is_empty() || key.is_some_and(|k| auth.api_keys.iter().any(|a| a == k))
+    api_caller(auth, key).is_some()
+}
+
+/// Who calls the job API: the owner its uploads are recorded under, and
+/// whether it sees every task. With no API keys set every caller is the
+/// same open caller and sees everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub owner: Option<String>,
+    pub admin: bool,
+}
+
+impl Caller {
+    /// The caller when no API keys are set.
+    pub fn open() -> Self {
+        Self {
+            owner: None,
+            admin: true,
+        }
+    }
+}
+
+/// The caller `key` is, or `None` when keys are set and `key` is none of
+/// them. Every configured key is compared, each in constant time, so the
+/// answer's timing says nothing about how close a guess was.
+pub fn api_caller(auth: &AuthSettings, key: Option<&str>) -> Option<Caller> {
+    use subtle::ConstantTimeEq;
+    if auth.api_keys.is_empty() {
+        return Some(Caller::open());
+    }
+    let key = key?.as_bytes();
+    let mut found = None;
+    for entry in &auth.api_keys {
+        if bool::from(entry.key.as_bytes().ct_eq(key)) && found.is_none() {
+            found = Some(entry);
+        }
+    }
+    found.map(|entry| Caller {
+        owner: Some(owner_of(entry)),
+        admin: entry.admin,
+    })
+}
+
+/// The owner a key's uploads are recorded under: its name, else a digest of
+/// the key (the key itself is never stored).
+fn owner_of(entry: &crate::config::ApiKey) -> String {
+    match &entry.name {
+        Some(name) => format!("name:{name}"),
+        None => {
+            use md5::Digest;
+            let digest = md5::Md5::digest(entry.key.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("key:{}", &hex[..16])
+        }
+    }
 }
 
 /// The one name rule, for room, member and user names alike: 1 to

@@ -104,6 +104,7 @@ codes! {
     QueueFull = "queue_full", 503, "The processing queue is full; retry in a moment.";
     ProcessingTimeout = "processing_timeout", 422, "Processing passed its deadline and was stopped.";
     ShuttingDown = "shutting_down", 503, "The server is shutting down and takes no new work.";
+    TooManyConnections = "too_many_connections", 503, "The client address has `server.max_connections_per_client` connections open (HTTP, WebSocket and TCP together).";
     BackendUnavailable = "backend_unavailable", 503, "The shared job backend (Redis) did not answer.";
     InternalError = "internal_error", 500, "Something failed unexpectedly; only this request is affected.";
     // Named files
@@ -193,6 +194,22 @@ impl ApiError {
         Self::of(
             Code::RateLimited,
             "too many uploads from this client, slow down",
+        )
+    }
+
+    pub fn too_many_connections(max: usize) -> Self {
+        Self::of(
+            Code::TooManyConnections,
+            format!(
+                "too many connections from this address (at most {max}); close one and try again"
+            ),
+        )
+    }
+
+    pub fn shutting_down() -> Self {
+        Self::of(
+            Code::ShuttingDown,
+            "the server is shutting down and takes no new work; try again shortly",
         )
     }
 

@@ -49,7 +49,6 @@ fn main() -> ExitCode {
             }
         };
         shutdown_signal().await;
-        tracing::info!("shutting down: finishing jobs in flight");
         server.shutdown().await;
         ExitCode::SUCCESS
     })

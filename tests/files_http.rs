@@ -36,6 +36,7 @@ async fn tcp_put(store: Arc<dyn FileRepo>, name: &str, data: &[u8]) -> String {
         store,
         TcpSettings::default(),
         Limits::default(),
+        pixpress::protocols::per_client::PerClient::default(),
         std::future::pending(),
     ));
     use serde_pickle::{HashableValue as K, Value as V};

@@ -96,6 +96,7 @@ async fn start_with_limits(settings: TcpSettings, limits: Limits) -> Server {
         Arc::clone(&store),
         settings,
         limits,
+        pixpress::protocols::per_client::PerClient::default(),
         async move {
             let _ = stopped.await;
         },

@@ -49,7 +49,7 @@ async fn the_web_app_signs_in_to_a_server_with_auth_on() {
     const API_KEY: &str = "e2e-api-key";
     const JWT_SECRET: &str = "e2e-jwt-secret";
     let mut settings = e2e_settings();
-    settings.auth.api_keys = vec![API_KEY.to_owned()];
+    settings.auth.api_keys = vec![API_KEY.to_owned().into()];
     settings.auth.jwt_secret = Some(JWT_SECRET.to_owned());
     let server = common::start(settings).await;
     let base = common::base_url(&server);

@@ -159,6 +159,21 @@ pub trait JobRepo: Send + Sync {
         result: Option<&'a Bytes>,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
 
+    /// Records `owner` (an API key's name) as one who uploaded task `md5`,
+    /// for as long as its results live, so every instance knows.
+    fn add_owner<'a>(
+        &'a self,
+        md5: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Whether another instance recorded `owner` as an uploader of `md5`.
+    fn is_owner<'a>(
+        &'a self,
+        md5: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+
     /// Hears every state change (subscribed before this returns) until
     /// `stop` is cancelled: the task that listens, and the changes.
     fn listen(

@@ -86,6 +86,11 @@ impl Keys {
         format!("{}result:{key}:{field}", self.prefix)
     }
     /// Stream of jobs: fields `md5` and `variant`.
+    /// The set of owners (API key names) of a task.
+    pub fn owners(&self, key: &str) -> String {
+        format!("{}owners:{key}", self.prefix)
+    }
+
     pub fn jobs(&self) -> String {
         format!("{}jobs", self.prefix)
     }
@@ -181,6 +186,26 @@ impl RedisBackend {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => Ok(other?),
         }
+    }
+
+    /// Records `owner` as one who uploaded task `key` (for as long as results live).
+    pub async fn add_owner(&self, key: &str, owner: &str) -> Result<(), BackendError> {
+        let mut conn = self.conn.clone();
+        let set = self.keys.owners(key);
+        redis::pipe()
+            .sadd(&set, owner)
+            .ignore()
+            .expire(&set, ttl_secs(self.ttl))
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `owner` uploaded task `key`.
+    pub async fn is_owner(&self, key: &str, owner: &str) -> Result<bool, BackendError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.sismember(self.keys.owners(key), owner).await?)
     }
 
     /// Jobs in the stream not yet finished (waiting or running).
@@ -512,6 +537,22 @@ fn consumer_name() -> String {
 impl JobRepo for RedisBackend {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn add_owner<'a>(
+        &'a self,
+        md5: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        RedisBackend::add_owner(self, md5, owner).boxed()
+    }
+
+    fn is_owner<'a>(
+        &'a self,
+        md5: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        RedisBackend::is_owner(self, md5, owner).boxed()
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), BackendError>> {

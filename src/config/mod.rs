@@ -74,6 +74,13 @@ pub struct ServerSettings {
     /// How long shutdown waits for jobs in flight.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// An HTTP client must send a request's headers within this long (and
+    /// an idle keep-alive connection is closed after it); 0 = no bound.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections open at once from one client address, HTTP (WebSockets
+    /// included) and TCP together; beyond it `too_many_connections`. 0 = no bound.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ServerSettings {
@@ -84,6 +91,8 @@ impl Default for ServerSettings {
             output_dir: None,
             output_cleanup_interval: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_client: 256,
         }
     }
 }
@@ -207,6 +216,13 @@ pub struct WsSettings {
     pub max_message_bytes: u64,
     /// Requests a single socket may have queued or processing.
     pub max_in_flight: usize,
+    /// Every WebSocket protocol: a socket with no message (nor pong) from
+    /// its client for this long is closed (1000); 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Every WebSocket protocol: the server pings each socket this often; 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
 }
 
 impl Default for WsSettings {
@@ -214,6 +230,8 @@ impl Default for WsSettings {
         Self {
             max_message_bytes: 16 * 1024 * 1024,
             max_in_flight: 8,
+            idle_timeout: Duration::from_secs(120),
+            ping_interval: Duration::from_secs(30),
         }
     }
 }
@@ -432,10 +450,62 @@ impl Default for ChatSettings {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// When not empty, the HTTP and WS job APIs need `Authorization: Bearer <key>`.
-    pub api_keys: Vec<String>,
+    /// When not empty, the HTTP and WS job APIs need `Authorization: Bearer <key>`,
+    /// and a task is visible only to the keys that uploaded it (and admin keys).
+    pub api_keys: Vec<ApiKey>,
     /// When set, rooms and chat take the user from a signed token's `sub`.
     pub jwt_secret: Option<String>,
+}
+
+/// One API key: a plain string, or `{key, name, admin}`. The name is who
+/// owns the tasks the key uploads (default: a digest of the key, never the
+/// key itself); an admin key sees every task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub key: String,
+    pub name: Option<String>,
+    pub admin: bool,
+}
+
+impl From<&str> for ApiKey {
+    fn from(key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            name: None,
+            admin: false,
+        }
+    }
+}
+
+impl From<String> for ApiKey {
+    fn from(key: String) -> Self {
+        Self::from(key.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Plain(String),
+            Full {
+                key: String,
+                #[serde(default)]
+                name: Option<String>,
+                #[serde(default)]
+                admin: bool,
+            },
+        }
+        let key = match Form::deserialize(d)? {
+            Form::Plain(key) => ApiKey::from(key),
+            Form::Full { key, name, admin } => ApiKey { key, name, admin },
+        };
+        if key.key.trim().is_empty() {
+            return Err(serde::de::Error::custom("an API key must not be empty"));
+        }
+        Ok(key)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]

@@ -149,6 +149,38 @@ impl JobStore {
         self.load_shared(key).await
     }
 
+    /// Records that `caller` uploaded `task` (in the backend too, so every
+    /// instance knows).
+    pub async fn add_owner(&self, task: &Task, caller: &crate::auth::Caller) {
+        let Some(owner) = caller.owner.as_deref() else {
+            return;
+        };
+        if task.add_owner(owner) {
+            if let Err(e) = self.repo.add_owner(task.key.as_str(), owner).await {
+                tracing::warn!(error = %e, "cannot record a task's owner");
+            }
+        }
+    }
+
+    /// Whether `caller` may see `task`: an open or admin caller always, a
+    /// key only when it uploaded the task.
+    pub async fn visible_to(&self, task: &Task, caller: &crate::auth::Caller) -> bool {
+        if caller.admin {
+            return true;
+        }
+        let Some(owner) = caller.owner.as_deref() else {
+            return false;
+        };
+        if task.owned_by(owner) {
+            return true;
+        }
+        let owned = matches!(self.repo.is_owner(task.key.as_str(), owner).await, Ok(true));
+        if owned {
+            task.add_owner(owner);
+        }
+        owned
+    }
+
     /// Submits `bytes` with `spec`. An identical variant already done or in
     /// flight is returned as is; a new one is admitted at once or refused
     /// with `QueueFull` (and then leaves no trace). In memory mode the pool

@@ -154,6 +154,8 @@ pub struct Task {
     pub(super) variants: Mutex<Vec<Arc<Variant>>>,
     /// The file name the bytes were first uploaded under, when a client gave one.
     filename: OnceLock<String>,
+    /// Who uploaded it (API key owners), when API keys are set.
+    owners: Mutex<Vec<String>>,
 }
 
 impl Task {
@@ -163,7 +165,27 @@ impl Task {
             original_size,
             variants: Mutex::new(Vec::new()),
             filename: OnceLock::new(),
+            owners: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records `owner` as one who uploaded these bytes; true if new.
+    pub fn add_owner(&self, owner: &str) -> bool {
+        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        if owners.iter().any(|o| o == owner) {
+            return false;
+        }
+        owners.push(owner.to_owned());
+        true
+    }
+
+    /// Whether `owner` uploaded these bytes (as this instance knows).
+    pub fn owned_by(&self, owner: &str) -> bool {
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|o| o == owner)
     }
 
     /// Remembers the file name of an upload; the first one given stays.

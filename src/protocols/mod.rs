@@ -14,6 +14,7 @@
 
 pub mod http;
 pub mod job_view;
+pub mod per_client;
 pub mod tcp;
 pub mod ws;
 
@@ -38,6 +39,8 @@ pub struct Services {
     pub chat: Arc<ChatService>,
     /// Room fan-out across instances (share and img2img rooms).
     pub bus: Arc<dyn Bus>,
+    /// Ends every WebSocket (close 1001) when the server shuts down.
+    pub sockets: ws::socket::Sockets,
 }
 
 /// Every HTTP and WebSocket route of the server: one line per protocol.
@@ -61,4 +64,5 @@ pub fn router(services: &Services) -> Router {
             services.settings.clone(),
         ))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::Extension(services.sockets.clone()))
 }

@@ -34,7 +34,9 @@ pub async fn require_api_key(
     next: Next,
 ) -> Response {
     let auth = &state.settings.auth;
+    let mut request = request;
     if auth.api_keys.is_empty() {
+        request.extensions_mut().insert(crate::auth::Caller::open());
         return next.run(request).await;
     }
     let from_header = request
@@ -46,11 +48,27 @@ pub async fn require_api_key(
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")))
         .map(str::to_owned);
-    if crate::auth::api_key_allowed(auth, from_header.or(from_query).as_deref()) {
-        next.run(request).await
-    } else {
-        ApiError::unauthorized().into_response()
+    match crate::auth::api_caller(auth, from_header.or(from_query).as_deref()) {
+        Some(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        None => ApiError::unauthorized().into_response(),
     }
+}
+
+/// Refuses new work (an upload, a `/ws` connection) with 503
+/// `shutting_down` once the server is stopping; statuses and downloads of
+/// accepted jobs are still answered while they finish.
+pub async fn refuse_when_stopping(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.shutting_down() {
+        return refuse_unread(request, ApiError::shutting_down()).await;
+    }
+    next.run(request).await
 }
 
 /// Counts one upload (HTTP or WebSocket connection) against the client.

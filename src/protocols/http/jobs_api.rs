@@ -7,12 +7,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::Code;
 use crate::jobs::{
@@ -117,6 +118,7 @@ pub struct UploadAnswer {
         (status = 503, body = ErrorBody, description = "queue full, shutting down or backend unavailable", headers(("Retry-After" = u32, description = "seconds")))))]
 pub async fn upload(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
@@ -146,6 +148,7 @@ pub async fn upload(
         .to_spec(&OptionRules::from(&*state.settings))
         .map_err(|e| ApiError::bad_request(e.0))?;
     let submitted = state.store.submit(picture, spec).await?;
+    state.store.add_owner(&submitted.task, &caller).await;
     if let Some(name) = filename {
         submitted.task.name_once(&name);
     }
@@ -329,11 +332,12 @@ pub struct WaitQuery {
         (status = 404, body = ErrorBody, description = "unknown md5")))]
 pub async fn status(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(md5): Path<String>,
     q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<Vec<VariantView>>, ApiError> {
     let Query(q) = q.map_err(query_error)?;
-    let task = find_task(&state, &md5).await?;
+    let task = find_task(&state, &caller, &md5).await?;
     if let Some(wait) = q.wait.filter(|w| w.is_finite() && *w > 0.0) {
         let wait = Duration::from_secs_f64(wait.min(MAX_WAIT_SECONDS as f64));
         state.store.wait_settled(&task, wait).await;
@@ -368,9 +372,10 @@ pub struct QueuedView {
         (status = 404, body = ErrorBody, description = "unknown md5, or nothing of it is queued")))]
 pub async fn queue(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(md5): Path<String>,
 ) -> Result<Json<Vec<QueuedView>>, ApiError> {
-    let task = find_task(&state, &md5).await?;
+    let task = find_task(&state, &caller, &md5).await?;
     let filename = task.filename().unwrap_or(task.key.as_str()).to_owned();
     let views: Vec<QueuedView> = task
         .unsettled()
@@ -391,14 +396,22 @@ pub async fn queue(
     Ok(Json(views))
 }
 
-async fn find_task(state: &AppState, md5: &str) -> Result<std::sync::Arc<Task>, ApiError> {
+/// The task `md5` names, if `caller` may see it: a task uploaded with
+/// another API key is answered as unknown, so its existence is not told.
+async fn find_task(
+    state: &AppState,
+    caller: &Caller,
+    md5: &str,
+) -> Result<std::sync::Arc<Task>, ApiError> {
     let key = TaskKey::parse(md5)
         .ok_or_else(|| ApiError::not_found(format!("no task {md5:?}: not an md5")))?;
-    state
-        .store
-        .lookup(&key)
-        .await
-        .ok_or_else(|| ApiError::not_found(format!("no task {key} (unknown or expired)")))
+    let unknown = || ApiError::not_found(format!("no task {key} (unknown or expired)"));
+    let task = state.store.lookup(&key).await.ok_or_else(unknown)?;
+    if state.store.visible_to(&task, caller).await {
+        Ok(task)
+    } else {
+        Err(unknown())
+    }
 }
 
 /// `GET /download/{md5}`: the processed bytes of the variant the options
@@ -433,12 +446,13 @@ async fn find_task(state: &AppState, md5: &str) -> Result<std::sync::Arc<Task>, 
         (status = 422, body = ErrorBody, description = "the variant failed")))]
 pub async fn download(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(md5): Path<String>,
     options: Result<Query<UploadOptions>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(options) = options.map_err(query_error)?;
-    let task = find_task(&state, &md5).await?;
+    let task = find_task(&state, &caller, &md5).await?;
     let rules = OptionRules::from(&*state.settings);
     let spec = if options.is_empty() {
         None

@@ -9,6 +9,7 @@ pub mod files;
 pub mod guard;
 pub mod health;
 pub mod jobs_api;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod webapp;
@@ -64,6 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::rate_limit,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::refuse_when_stopping,
         ));
     let jobs = Router::new()
         .merge(uploads)

@@ -19,8 +19,10 @@ use super::frame::{read_frame, write_frame, FrameError, FrameLimits};
 use super::handler::handle;
 use super::message::{decode_request, Reply};
 use crate::config::TcpSettings;
+use crate::error::ApiError;
 use crate::files::FileRepo;
 use crate::pipeline::Limits;
+use crate::protocols::per_client::PerClient;
 
 /// What every connection is held to.
 struct Rules {
@@ -36,6 +38,7 @@ pub async fn serve(
     store: Arc<dyn FileRepo>,
     settings: TcpSettings,
     limits: Limits,
+    per_client: PerClient,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let settings = Arc::new(Rules { settings, limits });
@@ -48,18 +51,24 @@ pub async fn serve(
             _ = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(permit) => {
+                Ok((stream, peer)) => match (Arc::clone(&permits).try_acquire_owned(), per_client.try_take(peer.ip())) {
+                    (Ok(permit), Some(slot)) => {
                         let (store, settings, stop) = (Arc::clone(&store), Arc::clone(&settings), stop.clone());
                         tasks.spawn(async move {
                             connection(stream, peer, store, &settings.settings, &settings.limits, stop).await;
-                            drop(permit);
+                            drop((permit, slot));
                         });
                     }
-                    Err(_) => {
+                    (Err(_), _) => {
                         tracing::warn!(%peer, "tcp: connection refused, at max_connections");
                         let write_timeout = settings.settings.write_timeout();
-                        tasks.spawn(refuse_busy(stream, write_timeout));
+                        tasks.spawn(refuse_busy(stream, write_timeout, BUSY.to_owned()));
+                    }
+                    (Ok(_), None) => {
+                        tracing::debug!(%peer, "tcp: connection refused, too many from this address");
+                        let write_timeout = settings.settings.write_timeout();
+                        let refusal = ApiError::too_many_connections(per_client.max());
+                        tasks.spawn(refuse_busy(stream, write_timeout, format!("{}: {}", refusal.code, refusal.message)));
                     }
                 },
                 Err(e) => {
@@ -74,12 +83,12 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn refuse_busy(stream: TcpStream, write_timeout: Duration) {
+/// The refusal of a connection past `tcp.max_connections`.
+const BUSY: &str = "the server is busy: too many connections, try again later";
+
+async fn refuse_busy(stream: TcpStream, write_timeout: Duration, why: String) {
     let (_rd, mut wr) = stream.into_split();
-    let reply = Reply::error(
-        None,
-        "the server is busy: too many connections, try again later",
-    );
+    let reply = Reply::error(None, why);
     let _ = tokio::time::timeout(write_timeout, write_frame(&mut wr, &reply.encode())).await;
 }
 

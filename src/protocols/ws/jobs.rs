@@ -8,15 +8,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocket;
 use axum::extract::State;
 use axum::response::Response;
+use axum::Extension;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::limiter::{InFlight, InFlightPermit};
 use super::socket::{self, Session};
+use crate::auth::Caller;
 use crate::error::{ApiError, Code};
 use crate::jobs::{JobError, OptionRules, Task, UploadOptions, Variant, VariantSpec, VariantState};
 use crate::protocols::http::AppState;
@@ -39,17 +41,22 @@ struct WsRequest {
 /// Frames queued per socket beyond those of the requests in flight.
 const QUEUE_SLACK: usize = 64;
 
-pub async fn handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub async fn handler(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ws: socket::Upgrade,
+) -> Response {
     let max = usize::try_from(state.settings.ws.max_message_bytes).unwrap_or(usize::MAX);
-    socket::accept(ws, max, move |ws| serve(ws, state))
+    socket::accept(ws, max, move |ws| serve(ws, state, caller))
 }
 
-async fn serve(socket: WebSocket, state: AppState) {
+async fn serve(socket: WebSocket, state: AppState, caller: Caller) {
     let max_in_flight = state.settings.ws.max_in_flight;
     // Each request in flight queues at most three batches.
     let (member, outbound) = crate::rooms::hub::solo(max_in_flight * 4 + QUEUE_SLACK);
     let session = JobSession {
         state,
+        caller: Arc::new(caller),
         member,
         in_flight: InFlight::new(max_in_flight),
         pending_binary: None,
@@ -59,6 +66,8 @@ async fn serve(socket: WebSocket, state: AppState) {
 
 struct JobSession {
     state: AppState,
+    /// Who opened the socket: the owner of what it uploads.
+    caller: Arc<Caller>,
     member: Membership,
     in_flight: InFlight,
     /// A request frame without data, waiting for its binary frame.
@@ -104,6 +113,16 @@ impl Session for JobSession {
             ),
         }
     }
+
+    fn on_too_large(&mut self) {
+        let limit = self.state.settings.ws.max_message_bytes;
+        send_error(
+            &self.member,
+            None,
+            Code::MessageTooLarge,
+            &format!("message over ws.max_message_bytes ({limit} bytes); the socket closes"),
+        );
+    }
 }
 
 impl JobSession {
@@ -113,9 +132,10 @@ impl JobSession {
             Err(e) => return send_error(&self.member, request.id, e.code(), &e.to_string()),
         };
         let state = self.state.clone();
+        let caller = self.caller.clone();
         let member = self.member.handle();
         tokio::spawn(async move {
-            match start_job(&state, &request, bytes).await {
+            match start_job(&state, &caller, &request, bytes).await {
                 Err(e) => send_error(&member, request.id, e.code, &e.message),
                 Ok((spec, task, variant)) => {
                     follow(&member, request, spec, task, variant, binary, permit).await;
@@ -127,9 +147,13 @@ impl JobSession {
 
 async fn start_job(
     state: &AppState,
+    caller: &Caller,
     request: &WsRequest,
     bytes: Bytes,
 ) -> Result<(VariantSpec, Arc<Task>, Arc<Variant>), ApiError> {
+    if state.shutting_down() {
+        return Err(ApiError::shutting_down());
+    }
     let limit = state.settings.upload.max_upload_size;
     if bytes.len() as u64 > limit {
         return Err(ApiError::too_large(limit));
@@ -142,6 +166,7 @@ async fn start_job(
         .to_spec(&OptionRules::from(&*state.settings))
         .map_err(|e| ApiError::bad_request(e.0))?;
     let submitted = state.store.submit(bytes, spec).await?;
+    state.store.add_owner(&submitted.task, caller).await;
     if let Some(name) = &request.filename {
         submitted.task.name_once(name);
     }

@@ -10,7 +10,6 @@ mod socket;
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -86,7 +85,7 @@ async fn open_socket(
     State(state): State<ChatState>,
     Query(params): Query<UserParams>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: super::socket::Upgrade,
 ) -> Response {
     let user = match user_of(&params, &headers, &state.settings) {
         Ok(user) => user,

@@ -14,7 +14,7 @@ pub mod messages;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocket;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -170,7 +170,7 @@ pub fn routes(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Route
 pub async fn upgrade_default(
     State(rooms): State<Img2ImgRooms>,
     Query(query): Query<JoinQuery>,
-    ws: WebSocketUpgrade,
+    ws: socket::Upgrade,
 ) -> Response {
     upgrade_room(rooms, DEFAULT_ROOM.to_owned(), query, ws)
 }
@@ -180,7 +180,7 @@ pub async fn upgrade(
     State(rooms): State<Img2ImgRooms>,
     Path(room): Path<String>,
     Query(query): Query<JoinQuery>,
-    ws: WebSocketUpgrade,
+    ws: socket::Upgrade,
 ) -> Response {
     upgrade_room(rooms, room, query, ws)
 }
@@ -189,7 +189,7 @@ fn upgrade_room(
     rooms: Img2ImgRooms,
     room: String,
     query: JoinQuery,
-    ws: WebSocketUpgrade,
+    ws: socket::Upgrade,
 ) -> Response {
     let name =
         auth::check_member_name(query.name.as_deref(), "client").map_err(ApiError::bad_request);

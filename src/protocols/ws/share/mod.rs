@@ -18,8 +18,8 @@ mod upload;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::ws::WebSocket;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -198,7 +198,7 @@ pub async fn upgrade(
     Path(room): Path<String>,
     Query(query): Query<JoinQuery>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: socket::Upgrade,
 ) -> Response {
     join_room(rooms, room, &query, &headers, ws)
 }
@@ -216,7 +216,7 @@ pub async fn upgrade_at_root(State(rooms): State<ShareRooms>, request: Request) 
         return ApiError::not_found("no such route").into_response();
     }
     let (mut parts, _body) = request.into_parts();
-    let Ok(ws) = WebSocketUpgrade::from_request_parts(&mut parts, &rooms).await else {
+    let Some(ws) = socket::Upgrade::from_parts(&mut parts, &rooms).await else {
         return ApiError::not_found(format!(
             "/{room} is share room {room}: open it with a WebSocket, or join it in the web app at /app/"
         ))
@@ -247,7 +247,7 @@ fn join_room(
     room: String,
     query: &JoinQuery,
     headers: &HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: socket::Upgrade,
 ) -> Response {
     let claimed = query
         .name
