@@ -56,6 +56,70 @@ pub(super) async fn connect_manager(
     .map_err(|_| BackendError::NoAnswer(ANSWER_WITHIN * 2))??;
     Ok((client, conn))
 }
+
+/// What a pub/sub connection listens to: one channel, or a pattern.
+pub(super) enum Channel {
+    Exact(String),
+    Pattern(String),
+}
+
+/// A pub/sub connection of its own, subscribed to `channel`.
+pub(super) async fn subscribe(
+    client: &redis::Client,
+    channel: &Channel,
+) -> Result<redis::aio::PubSub, BackendError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    match channel {
+        Channel::Exact(name) => pubsub.subscribe(name).await?,
+        Channel::Pattern(pattern) => pubsub.psubscribe(pattern).await?,
+    }
+    Ok(pubsub)
+}
+
+/// Hands every message heard on `channel` to `on_message` until `stop` is
+/// cancelled or `on_message` answers false; when the subscription is lost,
+/// subscribes again (every `RETRY_AFTER` while Redis does not answer).
+/// `what` names the messages in the log.
+pub(super) async fn each_message(
+    client: redis::Client,
+    channel: Channel,
+    mut pubsub: redis::aio::PubSub,
+    stop: CancellationToken,
+    what: &'static str,
+    mut on_message: impl FnMut(redis::Msg) -> bool,
+) {
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            loop {
+                let message = tokio::select! {
+                    m = messages.next() => m,
+                    () = stop.cancelled() => return,
+                };
+                let Some(message) = message else { break };
+                if !on_message(message) {
+                    return;
+                }
+            }
+        }
+        tracing::warn!(what, "lost a subscription; subscribing again");
+        pubsub = loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match subscribe(&client, &channel).await {
+                Ok(p) => break p,
+                Err(e) => {
+                    tracing::warn!(error = %e, what, "cannot subscribe");
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_AFTER) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+    }
+}
 /// How long one stream read blocks before looking at the stop signal again.
 const READ_BLOCK_MS: usize = 1000;
 /// Pause after a Redis error in a loop, so a lost Redis is not hammered.
@@ -393,52 +457,35 @@ impl RedisBackend {
 
     async fn forward(
         self: Arc<Self>,
-        mut pubsub: redis::aio::PubSub,
+        pubsub: redis::aio::PubSub,
         events: mpsc::UnboundedSender<StateEvent>,
         stop: CancellationToken,
     ) {
-        loop {
-            {
-                let mut messages = pubsub.on_message();
-                loop {
-                    let message = tokio::select! {
-                        m = messages.next() => m,
-                        () = stop.cancelled() => return,
-                    };
-                    let Some(message) = message else { break };
-                    let Ok(text) = message.get_payload::<String>() else {
-                        continue;
-                    };
-                    match serde_json::from_str::<StateEvent>(&text) {
-                        Ok(event) => {
-                            if events.send(event).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "unreadable state event"),
-                    }
-                }
-            }
-            tracing::warn!("lost the state-change subscription; subscribing again");
-            pubsub = loop {
-                if stop.is_cancelled() {
-                    return;
-                }
-                match self.subscribe().await {
-                    Ok(p) => break p,
+        let channel = Channel::Exact(self.keys.events());
+        each_message(
+            self.client.clone(),
+            channel,
+            pubsub,
+            stop,
+            "state changes",
+            |message| {
+                let Ok(text) = message.get_payload::<String>() else {
+                    return true;
+                };
+                match serde_json::from_str::<StateEvent>(&text) {
+                    Ok(event) => events.send(event).is_ok(),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot subscribe to state changes");
-                        tokio::time::sleep(RETRY_AFTER).await;
+                        tracing::warn!(error = %e, "unreadable state event");
+                        true
                     }
                 }
-            };
-        }
+            },
+        )
+        .await;
     }
 
     async fn subscribe(&self) -> Result<redis::aio::PubSub, BackendError> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(self.keys.events()).await?;
-        Ok(pubsub)
+        subscribe(&self.client, &Channel::Exact(self.keys.events())).await
     }
 
     /// A connection of its own for blocking reads of the job stream.

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::redis::{connect_manager, RETRY_AFTER};
+use super::redis::{connect_manager, each_message, subscribe, Channel};
 use super::{BackendError, Bus, Frame, RoomPost};
 use crate::config::BackendSettings;
 
@@ -57,9 +57,12 @@ impl RedisBus {
     pub async fn connect(settings: &BackendSettings) -> Result<Self, BackendError> {
         let (client, conn) = connect_manager(settings).await?;
         let pattern = format!("{}room:*", settings.key_prefix);
-        let pubsub = tokio::time::timeout(ANSWER_WITHIN * 2, subscribe(&client, &pattern))
-            .await
-            .map_err(|_| BackendError::NoAnswer(ANSWER_WITHIN * 2))??;
+        let pubsub = tokio::time::timeout(
+            ANSWER_WITHIN * 2,
+            subscribe(&client, &Channel::Pattern(pattern.clone())),
+        )
+        .await
+        .map_err(|_| BackendError::NoAnswer(ANSWER_WITHIN * 2))??;
         let subscribers = Subscribers::default();
         let stop = CancellationToken::new();
         tokio::spawn(forward(
@@ -83,61 +86,29 @@ impl RedisBus {
     }
 }
 
-async fn subscribe(
-    client: &redis::Client,
-    pattern: &str,
-) -> Result<redis::aio::PubSub, BackendError> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.psubscribe(pattern).await?;
-    Ok(pubsub)
-}
-
-/// Hands every message heard to the subscribers of its topic; subscribes
+/// Hands every post heard to the subscribers of its topic; subscribes
 /// again when the subscription is lost.
 async fn forward(
     client: redis::Client,
     pattern: String,
-    mut pubsub: redis::aio::PubSub,
+    pubsub: redis::aio::PubSub,
     subscribers: Subscribers,
     stop: CancellationToken,
 ) {
-    loop {
-        {
-            let mut messages = pubsub.on_message();
-            loop {
-                let message = tokio::select! {
-                    m = messages.next() => m,
-                    () = stop.cancelled() => return,
-                };
-                let Some(message) = message else { break };
-                match decode(message.get_payload_bytes()) {
-                    Ok((topic, post)) => {
-                        let mut topics = subscribers.lock().unwrap_or_else(PoisonError::into_inner);
-                        if let Some(list) = topics.get_mut(&topic) {
-                            list.retain(|s| s.send(post.clone()).is_ok());
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "unreadable room post"),
+    let channel = Channel::Pattern(pattern);
+    each_message(client, channel, pubsub, stop, "room posts", |message| {
+        match decode(message.get_payload_bytes()) {
+            Ok((topic, post)) => {
+                let mut topics = subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(list) = topics.get_mut(&topic) {
+                    list.retain(|s| s.send(post.clone()).is_ok());
                 }
             }
+            Err(e) => tracing::warn!(error = %e, "unreadable room post"),
         }
-        tracing::warn!("lost the room subscription; subscribing again");
-        pubsub = loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            match subscribe(&client, &pattern).await {
-                Ok(p) => break p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot subscribe to rooms");
-                    tokio::select! {
-                        () = tokio::time::sleep(RETRY_AFTER) => {}
-                        () = stop.cancelled() => return,
-                    }
-                }
-            }
-        };
-    }
+        true
+    })
+    .await;
 }
 
 /// A post as a message: its header line, then its frames' bytes.
