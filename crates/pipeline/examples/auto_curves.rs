@@ -10,6 +10,8 @@
 
 use std::path::PathBuf;
 
+mod corpus;
+
 use pixpress_pipeline::{metric, stages, Format, Limits, DEFAULT_BACKGROUND};
 
 fn main() {
@@ -20,36 +22,26 @@ fn main() {
         _ => Format::Webp,
     };
     let qualities: Vec<u8> = (10..40).step_by(5).chain(40..=100).collect();
-    for folder in ["photo", "graphic", "webp"] {
-        let Ok(dir) = std::fs::read_dir(root.join(folder)) else {
-            continue;
-        };
-        let mut names: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-        names.sort();
-        for path in names {
-            let Ok(input) = std::fs::read(&path) else {
-                continue;
-            };
-            let Ok(img) = stages::decode(&input, &Limits::default()) else {
-                continue;
-            };
-            let work = stages::search_image(&img);
-            let reference = metric::Reference::new(&work, DEFAULT_BACKGROUND).unwrap();
-            let points: Vec<String> = qualities
-                .iter()
-                .map(|&q| {
-                    let bytes = stages::encode(&work, format, q).unwrap();
-                    let decoded = stages::decode(&bytes, &Limits::default()).unwrap();
-                    let s = reference.score(&decoded, DEFAULT_BACKGROUND).unwrap();
-                    format!("{q}:{}:{s:.3}", bytes.len())
-                })
-                .collect();
-            println!(
-                "{} {} {}",
-                path.file_name().unwrap().to_string_lossy(),
-                u64::from(img.width()) * u64::from(img.height()),
-                points.join(" ")
-            );
-        }
+    for corpus::CorpusImage {
+        path, image: img, ..
+    } in corpus::images(&root)
+    {
+        let work = stages::search_image(&img);
+        let reference = metric::Reference::new(&work, DEFAULT_BACKGROUND).unwrap();
+        let points: Vec<String> = qualities
+            .iter()
+            .map(|&q| {
+                let bytes = stages::encode(&work, format, q).unwrap();
+                let decoded = stages::decode(&bytes, &Limits::default()).unwrap();
+                let s = reference.score(&decoded, DEFAULT_BACKGROUND).unwrap();
+                format!("{q}:{}:{s:.3}", bytes.len())
+            })
+            .collect();
+        println!(
+            "{} {} {}",
+            path.file_name().unwrap().to_string_lossy(),
+            u64::from(img.width()) * u64::from(img.height()),
+            points.join(" ")
+        );
     }
 }

@@ -12,15 +12,16 @@
 //! sampled search score can be checked). Prints per-image lines and the
 //! summary tables in Markdown. Skips (exit 0) when the folder is absent.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
+
+mod corpus;
 
 use pixpress_pipeline::{
     metric, process, stages, AutoFormat, AutoQuality, Format, Limits, Options,
 };
 
 const GRID: [u8; 11] = [50, 60, 70, 75, 80, 85, 90, 93, 95, 97, 100];
-const FOLDERS: [&str; 3] = ["photo", "graphic", "webp"];
 
 struct Run {
     bytes: usize,
@@ -44,19 +45,6 @@ struct Image {
     half_score_80: Option<f64>,
     /// Per target: webp auto, jpg auto, format auto, fixed webp 80 job.
     runs: Vec<[Run; 4]>,
-}
-
-fn files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for folder in FOLDERS {
-        let Ok(dir) = std::fs::read_dir(root.join(folder)) else {
-            continue;
-        };
-        let mut names: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-        names.sort();
-        out.extend(names.into_iter().filter(|p| p.is_file()));
-    }
-    out
 }
 
 fn true_score(reference: &image::DynamicImage, bytes: &[u8]) -> f64 {
@@ -104,13 +92,12 @@ fn main() {
         return;
     }
     let mut images = Vec::new();
-    for path in files(&root) {
-        let Ok(input) = std::fs::read(&path) else {
-            continue;
-        };
-        let Ok(reference) = stages::decode(&input, &Limits::default()) else {
-            continue;
-        };
+    for corpus::CorpusImage {
+        path,
+        bytes: input,
+        image: reference,
+    } in corpus::images(&root)
+    {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let pixels = u64::from(reference.width()) * u64::from(reference.height());
         let mut grid = Vec::new();

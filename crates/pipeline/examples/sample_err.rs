@@ -8,41 +8,33 @@
 
 use std::path::PathBuf;
 
+mod corpus;
+
 use pixpress_pipeline::{metric, stages, Format, Limits};
 
 fn main() {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or("../shared/corpus".into()));
     let mut errors = Vec::new();
-    for folder in ["photo", "graphic", "webp"] {
-        let Ok(dir) = std::fs::read_dir(root.join(folder)) else {
+    for corpus::CorpusImage {
+        path, image: img, ..
+    } in corpus::images(&root)
+    {
+        let stages::SearchImage::Sample(sample) = stages::search_image(&img) else {
             continue;
         };
-        let mut names: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-        names.sort();
-        for path in names {
-            let Ok(input) = std::fs::read(&path) else {
-                continue;
-            };
-            let Ok(img) = stages::decode(&input, &Limits::default()) else {
-                continue;
-            };
-            let stages::SearchImage::Sample(sample) = stages::search_image(&img) else {
-                continue;
-            };
-            let score = |img: &image::DynamicImage, q: u8| {
-                let bytes = stages::encode(img, Format::Webp, q).unwrap();
-                let decoded = stages::decode(&bytes, &Limits::default()).unwrap();
-                metric::ssimulacra2(img, &decoded).unwrap()
-            };
-            for q in [70u8, 85] {
-                let (whole, part) = (score(&img, q), score(&sample, q));
-                errors.push((part - whole).abs());
-                println!(
-                    "{} q{q}: whole {whole:.2}, sample {part:.2} ({:+.2})",
-                    path.file_name().unwrap().to_string_lossy(),
-                    part - whole
-                );
-            }
+        let score = |img: &image::DynamicImage, q: u8| {
+            let bytes = stages::encode(img, Format::Webp, q).unwrap();
+            let decoded = stages::decode(&bytes, &Limits::default()).unwrap();
+            metric::ssimulacra2(img, &decoded).unwrap()
+        };
+        for q in [70u8, 85] {
+            let (whole, part) = (score(&img, q), score(&sample, q));
+            errors.push((part - whole).abs());
+            println!(
+                "{} q{q}: whole {whole:.2}, sample {part:.2} ({:+.2})",
+                path.file_name().unwrap().to_string_lossy(),
+                part - whole
+            );
         }
     }
     errors.sort_by(f64::total_cmp);
