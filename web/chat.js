@@ -8,7 +8,6 @@
 (function () {
   const P = window.pixpress;
   const el = P.el;
-  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
   const TYPING_SEND_MS = 2000; // at most one typing event this often
   const TYPING_SHOW_MS = 4000; // "is typing" lasts this long after the last one
 
@@ -69,41 +68,26 @@
     const s = session;
     const params = P.credentials().token ? {} : { user: s.user };
     setConn('connecting', s.attempts === 0 && !s.everSubscribed ? 'Connecting\u2026' : 'Reconnecting\u2026');
-    const ws = new WebSocket(P.wsUrl('ws/chat', params));
+    const ws = P.openJsonSocket(P.wsUrl('ws/chat', params), (socket) => session === s && s.ws === socket, {
+      open: () => subscribe(s),
+      json: (frame) => onFrame(s, frame),
+      close: (event, opened) => {
+        s.ws = null;
+        for (const waiter of s.pending.values()) waiter.reject(new Error('the connection dropped'));
+        s.pending.clear();
+        if (!s.active) return;
+        const wait = P.reconnectDelay(s.attempts);
+        s.attempts += 1;
+        let reason = s.everSubscribed ? 'Connection lost' : 'Could not connect';
+        if (!opened && P.credentials().token) reason += ': the server may not accept the signed token (see Settings)';
+        else if (event.reason) reason += ' (' + event.reason + ')';
+        setConn('retrying', reason + '. ' + P.retryIn(wait));
+        s.timer = setTimeout(() => {
+          if (session === s && s.active) connect();
+        }, wait);
+      },
+    });
     s.ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      if (session !== s || s.ws !== ws) return;
-      opened = true;
-      subscribe(s);
-    };
-    ws.onmessage = (event) => {
-      if (session !== s || s.ws !== ws || typeof event.data !== 'string') return;
-      let frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch (_) {
-        return;
-      }
-      onFrame(s, frame);
-    };
-    ws.onclose = (event) => {
-      if (session !== s || s.ws !== ws) return;
-      s.ws = null;
-      for (const waiter of s.pending.values()) waiter.reject(new Error('the connection dropped'));
-      s.pending.clear();
-      if (!s.active) return;
-      const wait = BACKOFF_MS[Math.min(s.attempts, BACKOFF_MS.length - 1)];
-      const jittered = Math.round(wait * (0.8 + Math.random() * 0.4));
-      s.attempts += 1;
-      let reason = s.everSubscribed ? 'Connection lost' : 'Could not connect';
-      if (!opened && P.credentials().token) reason += ': the server may not accept the signed token (see Settings)';
-      else if (event.reason) reason += ' (' + event.reason + ')';
-      setConn('retrying', reason + '. Trying again in ' + Math.max(1, Math.round(jittered / 1000)) + ' s\u2026');
-      s.timer = setTimeout(() => {
-        if (session === s && s.active) connect();
-      }, jittered);
-    };
   }
 
   /** Sends a request and resolves with its response's payload. */

@@ -74,6 +74,51 @@ window.pixpress = (function () {
     return url.toString();
   }
 
+  // ---- WebSockets that come back after a drop (Rooms and Chat) ----
+
+  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+
+  /**
+   * Opens a WebSocket to `url` and hands its JSON text frames to
+   * `handlers.json`, for as long as `live(ws)` holds: a socket that has been
+   * replaced or abandoned is ignored. `handlers.open()` runs once it is open,
+   * `handlers.close(event, opened)` once it has closed.
+   */
+  function openJsonSocket(url, live, handlers) {
+    const ws = new WebSocket(url);
+    let opened = false;
+    ws.onopen = () => {
+      if (!live(ws)) return;
+      opened = true;
+      handlers.open();
+    };
+    ws.onmessage = (event) => {
+      if (!live(ws) || typeof event.data !== 'string') return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (_) {
+        return;
+      }
+      handlers.json(frame);
+    };
+    ws.onclose = (event) => {
+      if (live(ws)) handlers.close(event, opened);
+    };
+    return ws;
+  }
+
+  /** How long to wait before reconnect attempt `attempts` (0 first), in ms: a growing step with 20% jitter. */
+  function reconnectDelay(attempts) {
+    const wait = BACKOFF_MS[Math.min(attempts, BACKOFF_MS.length - 1)];
+    return Math.round(wait * (0.8 + Math.random() * 0.4));
+  }
+
+  /** "Trying again in N s…", for a delay in ms. */
+  function retryIn(ms) {
+    return 'Trying again in ' + Math.max(1, Math.round(ms / 1000)) + ' s\u2026';
+  }
+
   /** Bytes in words a person reads at a glance (1 kB = 1000 bytes). */
   function formatBytes(n) {
     if (!Number.isFinite(n)) return '?';
@@ -176,6 +221,9 @@ window.pixpress = (function () {
   return {
     api,
     wsUrl,
+    openJsonSocket,
+    reconnectDelay,
+    retryIn,
     authHeaders,
     credentials,
     saveCredentials,

@@ -8,7 +8,6 @@
   const el = P.el;
   const FALLBACK_CHUNK_CHARS = 32768; // the protocol's default, for a server that does not say
   const SEND_BUFFER_LIMIT = 1 << 20; // pause sending while this much is unsent
-  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
 
   const joinForm = document.getElementById('join-form');
   const roomInput = document.getElementById('room-name');
@@ -56,46 +55,35 @@
     const s = session;
     const url = P.wsUrl('ws/share/' + encodeURIComponent(s.room), { name: s.name });
     setConn('connecting', s.attempts === 0 ? 'Connecting\u2026' : 'Reconnecting\u2026');
-    const ws = new WebSocket(url);
+    const ws = P.openJsonSocket(url, (socket) => session === s && s.ws === socket, {
+      open: () => {
+        if (s.everOpened) notice('Reconnected.');
+        s.everOpened = true;
+        s.attempts = 0;
+        s.replay = new Set(s.shown);
+        setConn('open', 'Connected as ' + s.name);
+      },
+      json: (message) => handle(s, message),
+      close: (event) => {
+        s.ws = null;
+        failInFlight(s, 'The connection dropped before the image was shared. Share it again.');
+        for (const entry of s.incoming.values()) {
+          if (entry.card && !entry.done) entry.card.remove();
+        }
+        s.incoming.clear();
+        if (!s.active) return;
+        const wait = P.reconnectDelay(s.attempts);
+        s.attempts += 1;
+        let reason = s.everOpened ? 'Connection lost' : 'Could not join the room';
+        if (!s.everOpened && P.credentials().token) reason += ': the server may not accept the signed token (see Settings)';
+        const why = event.reason ? ' (' + event.reason + ')' : '';
+        setConn('retrying', reason + why + '. ' + P.retryIn(wait));
+        s.timer = setTimeout(() => {
+          if (session === s && s.active) connect();
+        }, wait);
+      },
+    });
     s.ws = ws;
-    ws.onopen = () => {
-      if (session !== s || s.ws !== ws) return;
-      if (s.everOpened) notice('Reconnected.');
-      s.everOpened = true;
-      s.attempts = 0;
-      s.replay = new Set(s.shown);
-      setConn('open', 'Connected as ' + s.name);
-    };
-    ws.onmessage = (event) => {
-      if (session !== s || s.ws !== ws || typeof event.data !== 'string') return;
-      let message;
-      try {
-        message = JSON.parse(event.data);
-      } catch (_) {
-        return;
-      }
-      handle(s, message);
-    };
-    ws.onclose = (event) => {
-      if (session !== s || s.ws !== ws) return;
-      s.ws = null;
-      failInFlight(s, 'The connection dropped before the image was shared. Share it again.');
-      for (const entry of s.incoming.values()) {
-        if (entry.card && !entry.done) entry.card.remove();
-      }
-      s.incoming.clear();
-      if (!s.active) return;
-      const wait = BACKOFF_MS[Math.min(s.attempts, BACKOFF_MS.length - 1)];
-      const jittered = Math.round(wait * (0.8 + Math.random() * 0.4));
-      s.attempts += 1;
-      let reason = s.everOpened ? 'Connection lost' : 'Could not join the room';
-      if (!s.everOpened && P.credentials().token) reason += ': the server may not accept the signed token (see Settings)';
-      const why = event.reason ? ' (' + event.reason + ')' : '';
-      setConn('retrying', reason + why + '. Trying again in ' + Math.max(1, Math.round(jittered / 1000)) + ' s\u2026');
-      s.timer = setTimeout(() => {
-        if (session === s && s.active) connect();
-      }, jittered);
-    };
   }
 
   function send(message) {
