@@ -79,10 +79,21 @@ impl Default for AutoFormat {
     }
 }
 
-/// Whether AVIF output can be scored in this build. It cannot (no AVIF
-/// decoder is linked), so `format=auto` leaves AVIF out and `quality=auto`
-/// with AVIF uses a fixed quality per target, reported without a score.
-pub const AVIF_SCORED: bool = false;
+/// Whether AVIF output can be scored in this build: it can wherever AVIF
+/// is built (dav1d decodes the output, `avif_decode`). Without it
+/// `format=auto` leaves AVIF out and `quality=auto` with AVIF would use a
+/// fixed quality per target, reported without a score.
+pub const AVIF_SCORED: bool = cfg!(feature = "avif");
+
+/// Decodes an output of `format` to score it.
+fn decode_output(format: Format, bytes: &[u8]) -> Result<DynamicImage, PipelineError> {
+    #[cfg(feature = "avif")]
+    if format == Format::Avif {
+        return crate::avif_decode::decode(bytes, Limits::default().max_pixels);
+    }
+    let _ = format;
+    Ok(crate::decode::decode(bytes, &Limits::default())?.image)
+}
 
 /// Images above this many pixels are searched on a sample.
 const SAMPLE_ABOVE: u64 = 1_000_000;
@@ -318,7 +329,7 @@ impl Scorer<'_> {
         check_deadline(self.deadline)?;
         let started = Instant::now();
         let bytes = codec.encode(self.image, quality, self.background, self.deadline)?;
-        let decoded = crate::decode::decode(&bytes, &Limits::default())?.image;
+        let decoded = decode_output(codec.format(), &bytes)?;
         let score = self.reference.score(&decoded, self.background)?;
         self.trials += 1;
         self.last = started.elapsed();
@@ -484,7 +495,7 @@ pub(crate) fn choose(
             "auto (no candidate format)",
         ));
     }
-    if codecs == [Codec::Avif] {
+    if !AVIF_SCORED && codecs == [Codec::Avif] {
         // Not scorable here: one encode at the quality that usually reaches
         // the target.
         let q = avif_quality(target);
@@ -525,8 +536,8 @@ pub(crate) fn choose(
         },
     };
     for codec in codecs {
-        if codec == Codec::Avif {
-            continue; // only reachable when AVIF_SCORED
+        if codec == Codec::Avif && !AVIF_SCORED {
+            continue;
         }
         if best.is_some() && !scorer.time_for_another() {
             break;
@@ -611,7 +622,7 @@ pub(crate) fn score_like_search(
         };
         return Ok(Some((scorer.trial(codec, quality)?.score, true)));
     }
-    let decoded = crate::decode::decode(bytes, &Limits::default())?.image;
+    let decoded = decode_output(format, bytes)?;
     let score = metric::score_rgb(
         &metric::prepare(image, background),
         &metric::prepare(&decoded, background),

@@ -7,6 +7,8 @@
 //! (the server's worker pool) decide where and when it runs.
 
 mod auto;
+#[cfg(feature = "avif")]
+mod avif_decode;
 mod budget;
 mod color;
 mod decode;
@@ -31,6 +33,10 @@ pub use auto::{
     AutoFormat, AutoQuality, AVIF_SCORED, DEFAULT_AVIF_MAX_PIXELS, DEFAULT_TARGET, MAX_TARGET,
     MIN_TARGET,
 };
+/// Decodes an AVIF still (the pipeline's own AVIF output and stills like
+/// it) for scoring; AVIF is not an input format of `process`.
+#[cfg(feature = "avif")]
+pub use avif_decode::decode as decode_avif;
 pub use error::PipelineError;
 pub use format::{Format, InputFormat};
 pub use options::{Fit, FlipAxis, Limits, Options, Step};

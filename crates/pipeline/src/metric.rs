@@ -130,10 +130,16 @@ pub fn ssimulacra2(
     score_rgb(&prepare(reference, bg), &prepare(distorted, bg))
 }
 
-/// Decodes both images (with `limits`, EXIF orientation applied) and scores
-/// `encoded` against `original`.
+/// Decodes both images (with `limits`, EXIF orientation applied; `encoded`
+/// may also be AVIF where AVIF is built) and scores `encoded` against
+/// `original`.
 pub fn score_bytes(original: &[u8], encoded: &[u8], limits: &Limits) -> Result<f64, PipelineError> {
     let a = crate::decode::decode(original, limits)?.image;
+    #[cfg(feature = "avif")]
+    if encoded.get(4..12) == Some(b"ftypavif") {
+        let b = crate::avif_decode::decode(encoded, limits.max_pixels)?;
+        return ssimulacra2(&a, &b);
+    }
     let b = crate::decode::decode(encoded, limits)?.image;
     ssimulacra2(&a, &b)
 }

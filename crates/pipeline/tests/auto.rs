@@ -103,13 +103,23 @@ fn auto_quality_meets_the_target_in_png() {
 
 #[cfg(feature = "avif")]
 #[test]
-fn auto_quality_in_avif_encodes_without_a_score() {
-    let out = process(&photo(), &auto(Format::Avif, 80.0)).unwrap();
+fn auto_quality_in_avif_meets_the_target_and_reports_its_score() {
+    let input = photo();
+    let out = process(&input, &auto(Format::Avif, 80.0)).unwrap();
     assert_eq!(out.format, Format::Avif);
-    assert!(out.quality.is_some());
-    assert_eq!(out.score, None);
-    assert_eq!(out.target_met, None);
     assert_eq!(&out.bytes[4..12], b"ftypavif");
+    assert_eq!(out.target_met, Some(true));
+    let score = out.score.unwrap();
+    assert!(score >= 80.0, "{score}");
+    // The same score when the output is decoded and scored on its own.
+    let independent = metric::score_bytes(&input, &out.bytes, &Limits::default()).unwrap();
+    assert!(
+        (independent - score).abs() < 0.01,
+        "{independent} against {score}"
+    );
+    // And a lower target is met with fewer bytes.
+    let lower = process(&input, &auto(Format::Avif, 65.0)).unwrap();
+    assert!(lower.size < out.size, "{} against {}", lower.size, out.size);
 }
 
 #[test]

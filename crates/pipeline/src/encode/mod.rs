@@ -4,7 +4,7 @@
 //! only dispatches and prepares pixel layouts (alpha flattening for JPEG).
 
 #[cfg(feature = "avif")]
-mod avif;
+pub(crate) mod avif;
 pub(crate) mod jpeg;
 pub(crate) mod png;
 mod webp;
