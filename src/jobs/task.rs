@@ -32,8 +32,8 @@ pub struct Finished {
 pub struct AutoOutcome {
     /// The score target (SSIMULACRA2).
     pub target: f32,
-    /// The output's score; `None` where it cannot be measured (AVIF in
-    /// this build, a budget downscale).
+    /// The output's score; `None` where it cannot be measured (after a
+    /// budget downscale).
     pub score: Option<f64>,
     /// Whether `score` reached `target` (`None` without a score).
     pub target_met: Option<bool>,

@@ -94,8 +94,8 @@ pub struct VariantView {
     #[schema(minimum = 30, maximum = 100)]
     pub target: Option<u8>,
     /// Auto variants, done: the output's SSIMULACRA2 score against the
-    /// image before encoding (100 = identical); absent for AVIF (not scored
-    /// in this build) and after a budget downscale.
+    /// image before encoding (100 = identical); absent after a budget
+    /// downscale.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     /// Auto variants, done: whether `score` reached `target`. `false` when

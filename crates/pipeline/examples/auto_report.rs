@@ -48,7 +48,12 @@ struct Image {
 }
 
 fn true_score(reference: &image::DynamicImage, bytes: &[u8]) -> f64 {
-    match stages::decode(bytes, &Limits::default()) {
+    let decoded = if bytes.get(4..12) == Some(b"ftypavif") {
+        pixpress_pipeline::decode_avif(bytes, Limits::default().max_pixels)
+    } else {
+        stages::decode(bytes, &Limits::default())
+    };
+    match decoded {
         Ok(d) if d.dimensions() == reference.dimensions() => {
             metric::ssimulacra2(reference, &d).unwrap_or(f64::NAN)
         }
@@ -62,11 +67,7 @@ fn run(input: &[u8], reference: &image::DynamicImage, options: &Options) -> Opti
     let started = Instant::now();
     let out = process(input, options).ok()?;
     let secs = started.elapsed().as_secs_f64();
-    let true_score = if out.format == Format::Avif {
-        f64::NAN
-    } else {
-        true_score(reference, &out.bytes)
-    };
+    let true_score = true_score(reference, &out.bytes);
     Some(Run {
         bytes: out.size,
         quality: out.quality,
