@@ -106,6 +106,8 @@ struct HubInner {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     next_id: AtomicU64,
     limits: HubLimits,
+    /// This hub's name, unique across processes (see [`hub_origin`]).
+    origin: Arc<str>,
     relay: Option<Relay>,
     /// Stops the bus tasks when the hub goes.
     _stop: Option<DropGuard>,
@@ -121,6 +123,8 @@ struct Relay {
 
 struct Room {
     name: String,
+    /// The hub's origin, for member keys.
+    origin: Arc<str>,
     members: Mutex<HashMap<MemberId, Entry>>,
     relay: Option<Relay>,
 }
@@ -183,6 +187,7 @@ impl RoomHub {
                 rooms: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 limits,
+                origin: Arc::from(hub_origin("local")),
                 relay: None,
                 _stop: None,
             }),
@@ -203,6 +208,7 @@ impl RoomHub {
                 rooms: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 limits,
+                origin: origin.clone(),
                 relay: Some(Relay {
                     origin: origin.clone(),
                     posts,
@@ -231,6 +237,7 @@ impl RoomHub {
         let entry = rooms.entry(room.to_owned()).or_insert_with(|| {
             Arc::new(Room {
                 name: room.to_owned(),
+                origin: self.inner.origin.clone(),
                 members: Mutex::new(HashMap::new()),
                 relay: self.inner.relay.clone(),
             })
@@ -366,6 +373,21 @@ impl MemberHandle {
         &self.room.name
     }
 
+    /// This member's key, unique across instances: its hub's origin and
+    /// its id there (how room state names it).
+    pub fn key(&self) -> String {
+        member_key(&self.room.origin, self.id)
+    }
+
+    /// The id of a member of this hub from its [`key`](Self::key); `None`
+    /// for a member of another hub.
+    pub fn local_id(&self, key: &str) -> Option<MemberId> {
+        key.strip_prefix(&*self.room.origin)?
+            .strip_prefix('/')?
+            .parse()
+            .ok()
+    }
+
     /// This member's name (empty once it has left).
     pub fn name(&self) -> String {
         lock(&self.room.members)
@@ -417,6 +439,14 @@ impl MemberHandle {
         self.room.relay(me, true, Some(role), &batch);
         self.room
             .deliver(|m| m.id == me || m.role == Some(role), &batch)
+    }
+
+    /// Publishes `msg` for the room's members on the other instances (those
+    /// with `role`, when given), none of this one: with
+    /// [`send_where`](Self::send_where) for the local ones, a message for
+    /// chosen members everywhere.
+    pub fn send_elsewhere(&self, role: Option<&str>, msg: impl Into<Batch>) {
+        self.room.relay(self.id, true, role, &msg.into());
     }
 
     /// Queues `msg` for the members matching `pick`; returns how many got it.
@@ -505,6 +535,11 @@ fn hub_origin(topic: &str) -> String {
         crate::backend::now_micros(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A member's key: its hub's origin and its id there.
+fn member_key(origin: &str, id: MemberId) -> String {
+    format!("{origin}/{id}")
 }
 
 /// Publishes a hub's posts in order until the hub goes.
