@@ -329,3 +329,40 @@ async fn max_members_counts_the_whole_room_across_instances() {
     two.send_json(json!({"type":"ping"})).await;
     assert_eq!(two.json().await["type"], "pong");
 }
+
+#[tokio::test]
+async fn a_member_whose_instance_stops_renewing_drops_off_the_list() {
+    let redis = Redis::start();
+    // Renewals every 20 minutes: none during the test.
+    let [a, b, c] = instances_with(&redis, "expiry", |s| {
+        s.backend.member_ttl = std::time::Duration::from_secs(3600)
+    })
+    .await;
+    let (_alice, _) = join_raw(a, "r", "alice").await;
+    let (_bob, users) = join_raw(b, "r", "bob").await;
+    assert_eq!(users, ["alice", "bob"]);
+    // Bob's instance stops renewing (as if it had died): his entry's
+    // expiry is set in the past, as it would be member_ttl later.
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = "rooms-test:expiry:room:{share:r}:roster";
+    let entries: Vec<String> = redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let bobs: Vec<&String> = entries.iter().filter(|e| e.ends_with("|bob")).collect();
+    assert_eq!(bobs.len(), 1, "{entries:?}");
+    let _: i64 = redis::cmd("ZADD")
+        .arg(key)
+        .arg("XX")
+        .arg(1)
+        .arg(bobs[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (_carol, users) = join_raw(c, "r", "carol").await;
+    assert_eq!(users, ["alice", "carol"]);
+}

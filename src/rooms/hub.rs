@@ -765,6 +765,40 @@ mod tests {
         assert!(d_out.try_recv().is_none(), "another topic hears nothing");
     }
 
+    #[tokio::test]
+    async fn members_have_keys_and_can_be_sent_to_elsewhere_only() {
+        let bus: Arc<dyn Bus> = Arc::new(crate::backend::MemoryBus::new());
+        let limits = HubLimits {
+            max_members: 8,
+            member_queue: 8,
+        };
+        let one = RoomHub::on_bus(limits, bus.clone(), "t", 16);
+        let two = RoomHub::on_bus(limits, bus, "t", 16);
+        let (a, mut ao) = one.join("r", "a").unwrap();
+        let (b, mut bo) = one.join("r", "b").unwrap();
+        let (c, mut co) = two.join("r", "c").unwrap();
+        let (d, mut d_out) = two.join("r", "d").unwrap();
+        assert_eq!(a.local_id(&b.key()), Some(b.id()));
+        assert_eq!(a.local_id(&c.key()), None, "another hub's member");
+        assert_ne!(a.key(), c.key());
+        d.set_role("present");
+        a.send_elsewhere(Some("present"), text("far"));
+        a.send_elsewhere(None, text("all far"));
+        assert_eq!(next(&mut d_out).await, "far");
+        assert_eq!(next(&mut d_out).await, "all far");
+        assert_eq!(
+            next(&mut co).await,
+            "all far",
+            "no role: c only hears the second"
+        );
+        assert!(
+            ao.try_recv().is_none() && bo.try_recv().is_none(),
+            "none here"
+        );
+        c.broadcast(text("end"));
+        assert_eq!(next(&mut ao).await, "end");
+    }
+
     #[test]
     fn a_member_with_a_full_queue_is_dropped_and_the_rest_still_receive() {
         let hub = hub(8, 2);
