@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Bus, MemoryBus, RedisBackend, RedisBus};
+use crate::backend::{
+    Bus, MemoryBus, MemoryRoomRepos, RedisBackend, RedisBus, RedisRooms, RoomRepos,
+};
 use crate::config::{BackendKind, Settings};
 use crate::jobs::{JobStore, StoreSettings, WorkerPool};
 use crate::protocols::http::{self, AppState};
@@ -106,12 +108,19 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         Arc::new(store.clone()),
         store.clone(),
     );
-    let bus: Arc<dyn Bus> = match settings.backend.kind {
-        BackendKind::Memory => Arc::new(MemoryBus::new()),
-        BackendKind::Redis => Arc::new(
-            RedisBus::connect(&settings.backend)
-                .await
-                .map_err(backend_error)?,
+    let (bus, room_state): (Arc<dyn Bus>, Arc<dyn RoomRepos>) = match settings.backend.kind {
+        BackendKind::Memory => (Arc::new(MemoryBus::new()), Arc::new(MemoryRoomRepos)),
+        BackendKind::Redis => (
+            Arc::new(
+                RedisBus::connect(&settings.backend)
+                    .await
+                    .map_err(backend_error)?,
+            ),
+            Arc::new(
+                RedisRooms::connect(&settings.backend)
+                    .await
+                    .map_err(backend_error)?,
+            ),
         ),
     };
     let sockets = Sockets::new(crate::protocols::ws::socket::Rules {
@@ -126,6 +135,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         files: files.clone(),
         chat,
         bus,
+        room_state,
         sockets: sockets.clone(),
     });
 

@@ -62,6 +62,37 @@ impl Frame {
     }
 }
 
+/// Frames laid out for storage or the wire: each frame's kind (text or
+/// not) and length, and their bytes back to back. [`unpack`] reverses it.
+pub fn pack(frames: &[Frame]) -> (Vec<(bool, usize)>, Vec<u8>) {
+    let layout = frames.iter().map(|f| (f.is_text(), f.len())).collect();
+    let mut body = Vec::with_capacity(frames.iter().map(Frame::len).sum());
+    for frame in frames {
+        body.extend_from_slice(frame.data());
+    }
+    (layout, body)
+}
+
+/// The frames of a [`pack`]ed body; an error says what does not fit.
+pub fn unpack(layout: &[(bool, usize)], body: Bytes) -> Result<Vec<Frame>, String> {
+    let total: usize = layout.iter().map(|(_, len)| len).sum();
+    if total != body.len() {
+        return Err("frame lengths do not match the body".into());
+    }
+    let mut frames = Vec::with_capacity(layout.len());
+    let mut at = 0;
+    for &(text, len) in layout {
+        let data = body.slice(at..at + len);
+        at += len;
+        frames.push(if text {
+            Frame::text(String::from_utf8(data.to_vec()).map_err(|_| "text is not UTF-8")?)
+        } else {
+            Frame::binary(data)
+        });
+    }
+    Ok(frames)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +106,18 @@ mod tests {
         assert_eq!(b.as_text(), None);
         assert_eq!(b.len(), 2);
         assert_eq!(b.data().as_ref(), [0xff, 0x00]);
+    }
+
+    #[test]
+    fn packed_frames_unpack_to_the_same_frames() {
+        let frames = vec![
+            Frame::text("a\n"),
+            Frame::binary(vec![0, 255]),
+            Frame::text(""),
+        ];
+        let (layout, body) = pack(&frames);
+        assert_eq!(unpack(&layout, Bytes::from(body.clone())).unwrap(), frames);
+        assert!(unpack(&layout, Bytes::from(body[1..].to_vec())).is_err());
+        assert!(unpack(&[(true, 2)], Bytes::from_static(&[0xff, 0xfe])).is_err());
     }
 }

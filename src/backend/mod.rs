@@ -14,6 +14,11 @@
 //!   redis`. The room hub delivers to its own members at once and publishes
 //!   every room-wide send for the other instances' members.
 //!
+//! - Room state ([`RoomRepo`], in `rooms`): a room's history, state frames
+//!   and roster, so a late joiner on any instance gets the same history,
+//!   text pad and member list: [`MemoryRoomRepos`] in one process,
+//!   [`RedisRooms`] in Redis.
+//!
 //! The named-file store's trait (`files::FileRepo`) lives with its service,
 //! one file per implementation there too (memory, a directory, Redis).
 //!
@@ -24,8 +29,11 @@
 
 pub mod frame;
 pub mod memory;
+pub mod memory_rooms;
 pub mod redis;
 pub mod redis_bus;
+pub mod redis_rooms;
+pub mod rooms;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -42,6 +50,11 @@ pub use self::frame::Frame;
 pub use self::memory::{MemoryBus, MemoryJobs};
 pub use self::redis::RedisBackend;
 pub use self::redis_bus::RedisBus;
+
+// Room state: its own section, see `rooms`.
+pub use self::memory_rooms::MemoryRoomRepos;
+pub use self::redis_rooms::RedisRooms;
+pub use self::rooms::{Entered, HistoryBounds, RoomRepo, RoomRepos, RosterEntry};
 
 /// A backend that cannot do what was asked.
 #[derive(Debug, thiserror::Error)]

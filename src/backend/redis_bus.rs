@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::redis::{connect_manager, each_message, subscribe, Channel};
-use super::{BackendError, Bus, Frame, RoomPost};
+use super::{BackendError, Bus, RoomPost};
 use crate::config::BackendSettings;
 
 /// How long connecting may take.
@@ -113,19 +113,17 @@ async fn forward(
 
 /// A post as a message: its header line, then its frames' bytes.
 pub fn encode(topic: &str, post: &RoomPost) -> Bytes {
+    let (frames, body) = super::frame::pack(&post.frames);
     let header = Header {
         topic: topic.to_owned(),
         post: post.clone(),
-        frames: post.frames.iter().map(|f| (f.is_text(), f.len())).collect(),
+        frames,
     };
     let head = serde_json::to_vec(&header).unwrap_or_default();
-    let body: usize = post.frames.iter().map(Frame::len).sum();
-    let mut out = BytesMut::with_capacity(head.len() + 1 + body);
+    let mut out = BytesMut::with_capacity(head.len() + 1 + body.len());
     out.put_slice(&head);
     out.put_u8(b'\n');
-    for frame in &post.frames {
-        out.put_slice(frame.data());
-    }
+    out.put_slice(&body);
     out.freeze()
 }
 
@@ -139,21 +137,8 @@ pub fn decode(message: &[u8]) -> Result<(String, RoomPost), BackendError> {
     let header: Header =
         serde_json::from_slice(&message[..split]).map_err(|e| bad(&e.to_string()))?;
     let body = Bytes::copy_from_slice(&message[split + 1..]);
-    let total: usize = header.frames.iter().map(|(_, len)| len).sum();
-    if total != body.len() {
-        return Err(bad("frame lengths do not match the body"));
-    }
     let mut post = header.post;
-    let mut at = 0;
-    for (text, len) in header.frames {
-        let data = body.slice(at..at + len);
-        at += len;
-        post.frames.push(if text {
-            Frame::text(String::from_utf8(data.to_vec()).map_err(|_| bad("text is not UTF-8"))?)
-        } else {
-            Frame::binary(data)
-        });
-    }
+    post.frames = super::frame::unpack(&header.frames, body).map_err(|why| bad(&why))?;
     Ok((header.topic, post))
 }
 
@@ -188,6 +173,7 @@ impl Bus for RedisBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Frame;
 
     #[test]
     fn a_post_survives_the_wire_with_its_frames_and_routing() {

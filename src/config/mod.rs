@@ -535,6 +535,10 @@ pub struct BackendSettings {
     /// waiting to be published for the other instances, per protocol;
     /// past it a post reaches only this instance's members (logged).
     pub bus_queue: usize,
+    /// A room member an instance stops renewing (the instance died) drops
+    /// off its room's roster in Redis after this long; renewed every third.
+    #[serde(with = "humantime_serde")]
+    pub member_ttl: Duration,
 }
 
 impl BackendSettings {
@@ -552,6 +556,7 @@ impl Default for BackendSettings {
             key_prefix: "pixpress:".into(),
             claim_idle: None,
             bus_queue: 4096,
+            member_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -648,6 +653,9 @@ impl Settings {
         }
         if self.share.chunk_size < 4 {
             return fail("share.chunk_size", "must be at least 4 base64 characters");
+        }
+        if self.backend.member_ttl < Duration::from_millis(100) {
+            return fail("backend.member_ttl", "must be at least 100ms");
         }
         if self.backend.kind == BackendKind::Redis && self.backend.redis_url.is_empty() {
             return fail("backend.redis_url", "is required with backend.kind redis");

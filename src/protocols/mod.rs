@@ -27,7 +27,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::files::FileRepo;
 use crate::jobs::WorkerPool;
-use crate::rooms::Bus;
+use crate::rooms::{Bus, RoomRepos};
 
 /// What the routes serve: the services of one server.
 #[derive(Clone)]
@@ -39,6 +39,8 @@ pub struct Services {
     pub chat: Arc<ChatService>,
     /// Room fan-out across instances (share and img2img rooms).
     pub bus: Arc<dyn Bus>,
+    /// Room history, text pads and members (share and img2img rooms).
+    pub room_state: Arc<dyn RoomRepos>,
     /// Ends every WebSocket (close 1001) when the server shuts down.
     pub sockets: ws::socket::Sockets,
 }
@@ -53,11 +55,13 @@ pub fn router(services: &Services) -> Router {
             services.pool.clone(),
             &services.settings,
             services.bus.clone(),
+            &*services.room_state,
         ))
         .merge(ws::img2img::routes(
             services.pool.clone(),
             &services.settings,
             services.bus.clone(),
+            &*services.room_state,
         ))
         .merge(ws::chat::routes_for(
             services.chat.clone(),

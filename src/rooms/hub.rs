@@ -106,6 +106,8 @@ struct HubInner {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     next_id: AtomicU64,
     limits: HubLimits,
+    /// This hub's name, unique across processes (see [`hub_origin`]).
+    origin: Arc<str>,
     relay: Option<Relay>,
     /// Stops the bus tasks when the hub goes.
     _stop: Option<DropGuard>,
@@ -121,6 +123,8 @@ struct Relay {
 
 struct Room {
     name: String,
+    /// The hub's origin, for member keys.
+    origin: Arc<str>,
     members: Mutex<HashMap<MemberId, Entry>>,
     relay: Option<Relay>,
 }
@@ -183,6 +187,7 @@ impl RoomHub {
                 rooms: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 limits,
+                origin: Arc::from(hub_origin("local")),
                 relay: None,
                 _stop: None,
             }),
@@ -203,6 +208,7 @@ impl RoomHub {
                 rooms: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 limits,
+                origin: origin.clone(),
                 relay: Some(Relay {
                     origin: origin.clone(),
                     posts,
@@ -231,6 +237,7 @@ impl RoomHub {
         let entry = rooms.entry(room.to_owned()).or_insert_with(|| {
             Arc::new(Room {
                 name: room.to_owned(),
+                origin: self.inner.origin.clone(),
                 members: Mutex::new(HashMap::new()),
                 relay: self.inner.relay.clone(),
             })
@@ -366,6 +373,21 @@ impl MemberHandle {
         &self.room.name
     }
 
+    /// This member's key, unique across instances: its hub's origin and
+    /// its id there (how room state names it).
+    pub fn key(&self) -> String {
+        member_key(&self.room.origin, self.id)
+    }
+
+    /// The id of a member of this hub from its [`key`](Self::key); `None`
+    /// for a member of another hub.
+    pub fn local_id(&self, key: &str) -> Option<MemberId> {
+        key.strip_prefix(&*self.room.origin)?
+            .strip_prefix('/')?
+            .parse()
+            .ok()
+    }
+
     /// This member's name (empty once it has left).
     pub fn name(&self) -> String {
         lock(&self.room.members)
@@ -417,6 +439,14 @@ impl MemberHandle {
         self.room.relay(me, true, Some(role), &batch);
         self.room
             .deliver(|m| m.id == me || m.role == Some(role), &batch)
+    }
+
+    /// Publishes `msg` for the room's members on the other instances (those
+    /// with `role`, when given), none of this one: with
+    /// [`send_where`](Self::send_where) for the local ones, a message for
+    /// chosen members everywhere.
+    pub fn send_elsewhere(&self, role: Option<&str>, msg: impl Into<Batch>) {
+        self.room.relay(self.id, true, role, &msg.into());
     }
 
     /// Queues `msg` for the members matching `pick`; returns how many got it.
@@ -505,6 +535,11 @@ fn hub_origin(topic: &str) -> String {
         crate::backend::now_micros(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A member's key: its hub's origin and its id there.
+fn member_key(origin: &str, id: MemberId) -> String {
+    format!("{origin}/{id}")
 }
 
 /// Publishes a hub's posts in order until the hub goes.
@@ -728,6 +763,40 @@ mod tests {
         assert!(bo.try_recv().is_some_and(|f| f.as_text() == Some("from b")));
         assert!(bo.try_recv().is_none(), "b is no consumer");
         assert!(d_out.try_recv().is_none(), "another topic hears nothing");
+    }
+
+    #[tokio::test]
+    async fn members_have_keys_and_can_be_sent_to_elsewhere_only() {
+        let bus: Arc<dyn Bus> = Arc::new(crate::backend::MemoryBus::new());
+        let limits = HubLimits {
+            max_members: 8,
+            member_queue: 8,
+        };
+        let one = RoomHub::on_bus(limits, bus.clone(), "t", 16);
+        let two = RoomHub::on_bus(limits, bus, "t", 16);
+        let (a, mut ao) = one.join("r", "a").unwrap();
+        let (b, mut bo) = one.join("r", "b").unwrap();
+        let (c, mut co) = two.join("r", "c").unwrap();
+        let (d, mut d_out) = two.join("r", "d").unwrap();
+        assert_eq!(a.local_id(&b.key()), Some(b.id()));
+        assert_eq!(a.local_id(&c.key()), None, "another hub's member");
+        assert_ne!(a.key(), c.key());
+        d.set_role("present");
+        a.send_elsewhere(Some("present"), text("far"));
+        a.send_elsewhere(None, text("all far"));
+        assert_eq!(next(&mut d_out).await, "far");
+        assert_eq!(next(&mut d_out).await, "all far");
+        assert_eq!(
+            next(&mut co).await,
+            "all far",
+            "no role: c only hears the second"
+        );
+        assert!(
+            ao.try_recv().is_none() && bo.try_recv().is_none(),
+            "none here"
+        );
+        c.broadcast(text("end"));
+        assert_eq!(next(&mut ao).await, "end");
     }
 
     #[test]

@@ -34,14 +34,19 @@ pub async fn serve(settings: Settings) -> SocketAddr {
 }
 
 /// Serves `pixpress::protocols::ws::room_routes_on` with rooms on `bus`
-/// (one instance of several sharing it) and returns its address.
-pub async fn serve_on(settings: Settings, bus: Arc<dyn pixpress::rooms::Bus>) -> SocketAddr {
+/// and their state in `repos` (one instance of several sharing them) and
+/// returns its address.
+pub async fn serve_on(
+    settings: Settings,
+    bus: Arc<dyn pixpress::rooms::Bus>,
+    repos: &dyn pixpress::rooms::RoomRepos,
+) -> SocketAddr {
     let pool = WorkerPool::new(
         settings.upload.max_concurrent_tasks,
         settings.upload.max_queue,
         settings.upload.job_timeout,
     );
-    let router = pixpress::protocols::ws::room_routes_on(pool, Arc::new(settings), bus);
+    let router = pixpress::protocols::ws::room_routes_on(pool, Arc::new(settings), bus, repos);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

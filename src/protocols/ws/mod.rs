@@ -21,7 +21,7 @@ use axum::Router;
 
 use crate::config::Settings;
 use crate::jobs::WorkerPool;
-use crate::rooms::{Bus, MemoryBus};
+use crate::rooms::{Bus, MemoryBus, MemoryRoomRepos, RoomRepos};
 
 pub use img2img::Img2ImgRooms;
 pub use share::ShareRooms;
@@ -31,10 +31,17 @@ pub use socket::Session;
 /// each protocol with its own rooms on this instance alone; image work
 /// goes through `pool`.
 pub fn room_routes(pool: WorkerPool, settings: Arc<Settings>) -> Router {
-    room_routes_on(pool, settings, Arc::new(MemoryBus::new()))
+    room_routes_on(pool, settings, Arc::new(MemoryBus::new()), &MemoryRoomRepos)
 }
 
-/// [`room_routes`] with rooms spanning every instance on `bus`.
-pub fn room_routes_on(pool: WorkerPool, settings: Arc<Settings>, bus: Arc<dyn Bus>) -> Router {
-    share::routes(pool.clone(), &settings, bus.clone()).merge(img2img::routes(pool, &settings, bus))
+/// [`room_routes`] with rooms spanning every instance on `bus`, their
+/// history, text pad and members kept in `repos`.
+pub fn room_routes_on(
+    pool: WorkerPool,
+    settings: Arc<Settings>,
+    bus: Arc<dyn Bus>,
+    repos: &dyn RoomRepos,
+) -> Router {
+    share::routes(pool.clone(), &settings, bus.clone(), repos)
+        .merge(img2img::routes(pool, &settings, bus, repos))
 }

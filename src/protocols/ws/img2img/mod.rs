@@ -27,11 +27,14 @@ use super::limiter::{InFlight, InFlightPermit, TooManyInFlight};
 use super::socket::{self, Session};
 use super::wire::{self, json, Frame, JoinQuery};
 use crate::auth;
+use crate::backend::HistoryBounds;
 use crate::config::{Img2ImgSettings, Settings};
 use crate::error::{ApiError, Code};
 use crate::jobs::{JobError, WorkerPool};
 use crate::pipeline::{recipe, Format, Limits, Options, Output, RecipeDefaults};
-use crate::rooms::{Bus, HubLimits, MemberHandle, Membership, RoomHub};
+use crate::rooms::{
+    ArriveError, Bus, HubLimits, MemberHandle, Membership, Presence, RoomHub, RoomRepos,
+};
 
 /// The room of `GET /ws/img2img`.
 pub const DEFAULT_ROOM: &str = "default";
@@ -81,6 +84,8 @@ pub struct Img2ImgRooms {
 
 struct Inner {
     hub: RoomHub,
+    /// Who is in each room (counted across instances with Redis).
+    roster: Presence,
     pool: WorkerPool,
     settings: Img2ImgSettings,
     limits: Limits,
@@ -88,10 +93,25 @@ struct Inner {
 
 impl Img2ImgRooms {
     /// The img2img rooms, spanning every instance on `bus` (topic
-    /// `img2img`).
-    pub fn new(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Self {
+    /// `img2img`), their members counted in `repos`.
+    pub fn new(
+        pool: WorkerPool,
+        settings: &Settings,
+        bus: Arc<dyn Bus>,
+        repos: &dyn RoomRepos,
+    ) -> Self {
         let limits = settings.pipeline_limits_within(settings.img2img.max_message_bytes);
         let img2img = settings.img2img.clone();
+        let no_history = HistoryBounds {
+            keep: 0,
+            ttl: Duration::from_secs(1),
+            max_bytes: 0,
+        };
+        let roster = Presence::on(
+            repos.open("img2img", no_history),
+            settings.backend.bus_queue,
+            img2img.max_members,
+        );
         Self {
             inner: Arc::new(Inner {
                 hub: RoomHub::on_bus(
@@ -103,6 +123,7 @@ impl Img2ImgRooms {
                     "img2img",
                     settings.backend.bus_queue,
                 ),
+                roster,
                 pool,
                 limits,
                 settings: img2img,
@@ -132,15 +153,11 @@ impl socket::RoomProtocol for Img2ImgRooms {
         });
         let (member, outbound) = match self.inner.hub.join(&room, &name) {
             Ok(joined) => joined,
-            Err(e) => {
-                let msg = json(&Out::Error {
-                    message: Code::RoomFull.as_str(),
-                    detail: &e.to_string(),
-                    timestamp: &now(),
-                });
-                return socket::refuse(socket, msg, socket::CLOSE_TRY_AGAIN, "room is full").await;
-            }
+            Err(e) => return refuse(socket, ArriveError::Full(e)).await,
         };
+        if let Err(e) = self.inner.roster.enter_quietly(&member, &name).await {
+            return refuse(socket, e).await;
+        }
         let in_flight = InFlight::new(self.inner.settings.max_in_flight);
         let session = Img2ImgSession {
             rooms: self,
@@ -152,14 +169,36 @@ impl socket::RoomProtocol for Img2ImgRooms {
     }
 }
 
+/// Turns a client away (room full, or its member count unavailable) with
+/// an error and close code 1013, try again later.
+async fn refuse(socket: WebSocket, e: ArriveError) {
+    let (code, reason) = match e {
+        ArriveError::Full(_) => (Code::RoomFull, "room is full"),
+        ArriveError::Backend(_) | ArriveError::Busy => {
+            (Code::BackendUnavailable, "room state unavailable")
+        }
+    };
+    let msg = json(&Out::Error {
+        message: code.as_str(),
+        detail: &e.to_string(),
+        timestamp: &now(),
+    });
+    socket::refuse(socket, msg, socket::CLOSE_TRY_AGAIN, reason).await
+}
+
 fn now() -> Value {
     Value::from(wire::unix_seconds_f64())
 }
 
 /// `GET /ws/img2img` and `GET /ws/img2img/{room}`, with these rooms as
 /// their state.
-pub fn routes(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Router {
-    let rooms = Img2ImgRooms::new(pool, settings, bus);
+pub fn routes(
+    pool: WorkerPool,
+    settings: &Settings,
+    bus: Arc<dyn Bus>,
+    repos: &dyn RoomRepos,
+) -> Router {
+    let rooms = Img2ImgRooms::new(pool, settings, bus, repos);
     Router::new()
         .route("/ws/img2img", get(upgrade_default))
         .route("/ws/img2img/{room}", get(upgrade))
@@ -222,6 +261,13 @@ struct Img2ImgSession {
     member: Membership,
     pending: Option<Pending>,
     in_flight: InFlight,
+}
+
+impl Drop for Img2ImgSession {
+    /// The member no longer counts towards its room's bound.
+    fn drop(&mut self) {
+        self.rooms.inner.roster.leave_quietly(&self.member);
+    }
 }
 
 impl Session for Img2ImgSession {

@@ -33,11 +33,14 @@ use super::limiter::InFlight;
 use super::socket::{self, Session};
 use super::wire::{self, json, Frame, JoinQuery};
 use crate::auth;
+use crate::backend::HistoryBounds;
 use crate::config::{AuthSettings, Settings, ShareSettings};
 use crate::error::{ApiError, Code};
 use crate::jobs::WorkerPool;
 use crate::pipeline::{Options, Preset};
-use crate::rooms::{Bus, History, HubLimits, MemberHandle, Membership, Presence, RoomHub};
+use crate::rooms::{
+    ArriveError, Bus, History, HubLimits, MemberHandle, Membership, Presence, RoomHub, RoomRepos,
+};
 
 /// The name of a member who gives none (auth off).
 const ANONYMOUS: &str = "anonymous";
@@ -70,8 +73,14 @@ struct Inner {
 }
 
 impl ShareRooms {
-    /// The share rooms, spanning every instance on `bus` (topic `share`).
-    pub fn new(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Self {
+    /// The share rooms, spanning every instance on `bus` (topic `share`),
+    /// their history, text pad and members kept in `repos`.
+    pub fn new(
+        pool: WorkerPool,
+        settings: &Settings,
+        bus: Arc<dyn Bus>,
+        repos: &dyn RoomRepos,
+    ) -> Self {
         let share = settings.share.clone();
         let limits = settings.pipeline_limits_within(share.max_upload_bytes);
         let options = Options::from_preset(
@@ -90,11 +99,20 @@ impl ShareRooms {
             "share",
             settings.backend.bus_queue,
         );
+        let repo = repos.open(
+            "share",
+            HistoryBounds {
+                keep: share.history,
+                ttl: share.history_ttl,
+                max_bytes: share.history_max_bytes,
+            },
+        );
+        let queue = settings.backend.bus_queue;
         Self {
             inner: Arc::new(Inner {
                 hub,
-                history: History::new(share.history, share.history_ttl, share.history_max_bytes),
-                presence: Presence::new(),
+                history: History::on(repo.clone(), queue),
+                presence: Presence::on(repo, queue, share.max_members),
                 pool,
                 upload_limits: UploadLimits::from_settings(&share),
                 pad_limits: PadLimits::from_settings(&share),
@@ -129,27 +147,29 @@ impl socket::RoomProtocol for ShareRooms {
     }
 
     async fn serve(self, socket: WebSocket, room: String, name: String) {
-        let joined = match self.inner.history.join(&self.inner.hub, &room, &name) {
+        let joined = match self.inner.history.join(&self.inner.hub, &room, &name).await {
             Ok(joined) => joined,
-            Err(e) => {
-                let msg = json(&Out::Error {
-                    error: &e.to_string(),
-                    code: Code::RoomFull,
-                });
-                return socket::refuse(socket, msg, socket::CLOSE_TRY_AGAIN, "room is full").await;
-            }
+            Err(e) => return refuse(socket, ArriveError::Full(e)).await,
         };
         // Presence first: the arrival's list, then the pad's text and the
         // history, then everything live.
-        let user_list = self.inner.presence.arrive(
-            &joined.membership,
-            &name,
-            |users| json(&Out::UserList { users }),
-            json(&Out::UserConnected {
-                ip: &name,
-                name: &name,
-            }),
-        );
+        let arrived = self
+            .inner
+            .presence
+            .arrive(
+                &joined.membership,
+                &name,
+                |users| json(&Out::UserList { users }),
+                json(&Out::UserConnected {
+                    ip: &name,
+                    name: &name,
+                }),
+            )
+            .await;
+        let user_list = match arrived {
+            Ok(list) => list,
+            Err(e) => return refuse(socket, e).await,
+        };
         let mut preface = Vec::with_capacity(joined.preface.len() + 1);
         preface.push(user_list);
         preface.extend(joined.preface);
@@ -165,6 +185,22 @@ impl socket::RoomProtocol for ShareRooms {
         };
         socket::serve(socket, joined.outbound, preface, session).await;
     }
+}
+
+/// Turns a joiner away (room full, or its member list unavailable) with an
+/// error and close code 1013, try again later.
+async fn refuse(socket: WebSocket, e: ArriveError) {
+    let (code, reason) = match e {
+        ArriveError::Full(_) => (Code::RoomFull, "room is full"),
+        ArriveError::Backend(_) | ArriveError::Busy => {
+            (Code::BackendUnavailable, "room state unavailable")
+        }
+    };
+    let msg = json(&Out::Error {
+        error: &e.to_string(),
+        code,
+    });
+    socket::refuse(socket, msg, socket::CLOSE_TRY_AGAIN, reason).await
 }
 
 /// Chunks of the largest processed image, re-chunked for sending.
@@ -184,11 +220,16 @@ fn chunk_chars(s: &ShareSettings) -> usize {
 
 /// `GET /ws/share/{room}` and `GET /{uuid-v4}`, with these rooms as their
 /// state.
-pub fn routes(pool: WorkerPool, settings: &Settings, bus: Arc<dyn Bus>) -> Router {
+pub fn routes(
+    pool: WorkerPool,
+    settings: &Settings,
+    bus: Arc<dyn Bus>,
+    repos: &dyn RoomRepos,
+) -> Router {
     Router::new()
         .route("/ws/share/{room}", get(upgrade))
         .route("/{room}", any(upgrade_at_root))
-        .with_state(ShareRooms::new(pool, settings, bus))
+        .with_state(ShareRooms::new(pool, settings, bus, repos))
 }
 
 /// `GET /ws/share/{room}?name=NAME`. With `auth.jwt_secret` set, the name
@@ -448,13 +489,10 @@ impl ShareSession {
             text,
             from: &self.name,
         });
-        let member = &self.member;
         self.rooms
             .inner
             .history
-            .set_state(member.room_name(), PAD_STATE, msg.clone(), || {
-                member.broadcast_others(msg);
-            });
+            .set_state(&self.member, PAD_STATE, msg);
     }
 
     fn on_text_message(&self, text: &str) {
@@ -476,14 +514,7 @@ impl ShareSession {
             from: &self.name,
             ts: wire::unix_seconds(),
         });
-        let member = &self.member;
-        let room = member.room_name();
-        self.rooms
-            .inner
-            .history
-            .publish(room, vec![msg.clone()], || {
-                member.broadcast(msg);
-            });
+        self.rooms.inner.history.publish(&self.member, vec![msg]);
     }
 
     /// Runs a reassembled file through the checked admission, then shares
@@ -610,11 +641,7 @@ impl ShareRooms {
             data: inline.then_some(encoded.as_str()),
             upload_id,
         }));
-        self.inner
-            .history
-            .publish(member.room_name(), stream.clone(), || {
-                member.broadcast(stream);
-            });
+        self.inner.history.publish(member, stream);
     }
 }
 
