@@ -80,6 +80,9 @@ codes! {
     // Who may ask
     Unauthorized = "unauthorized", 401, "A valid API key or signed token is required.";
     Forbidden = "forbidden", 403, "Only the author (or recipient) of a message may do this.";
+    SignatureRequired = "signature_required", 403, "`GET /download` without a signature while `download.signed_urls` is on: use the signed `url` the server handed out.";
+    SignatureInvalid = "signature_invalid", 403, "A download link whose signature does not match it (changed, appended to, or signed with another secret).";
+    LinkExpired = "link_expired", 403, "A signed download link past its `expires` (`download.link_lifetime`); a status request hands out a fresh one.";
     RateLimited = "rate_limited", 429, "Too many uploads from this client; slow down.";
     TooManyRequests = "too_many_requests", 429, "Too many requests in flight on this socket; wait for an answer first.";
     TooFrequent = "too_frequent", 429, "Shared text-pad updates faster than `share.text_pad_burst` and `share.text_pad_refill` allow.";

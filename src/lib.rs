@@ -2,7 +2,7 @@
 //! server. One process, one pipeline (`pixpress_pipeline`), five protocols.
 //!
 //! Layers point one way: `protocols` (HTTP, WebSocket, TCP: they translate
-//! wire messages) use the services (`jobs`, `rooms`, `chat`, `files`,
+//! wire messages) use the services (`jobs`, `links`, `rooms`, `chat`, `files`,
 //! `auth`), which use `backend` (where jobs are stored and shared) and the
 //! pipeline. `config` and `error` are read by every layer and import none.
 
@@ -15,6 +15,7 @@ pub mod encoding;
 pub mod error;
 pub mod files;
 pub mod jobs;
+pub mod links;
 pub mod protocols;
 pub mod rooms;
 

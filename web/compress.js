@@ -345,6 +345,14 @@
     return query.toString();
   }
 
+  /** Where to download: the signed link the status handed out, when the
+   * server signs its links (download.signed_urls), else the query built here. */
+  function downloadUrl(item, variants) {
+    const signed = variants.find((v) => v.status === 'done' && typeof v.url === 'string' && v.url.includes('signature='));
+    if (signed) return P.api(signed.url.replace(/^\//, ''));
+    return P.api('download/' + encodeURIComponent(item.md5) + '?' + downloadQuery(item));
+  }
+
   async function fetchResult(item) {
     for (let attempt = 0; attempt < 5; attempt++) {
       const variants = await waitForJob(item);
@@ -352,7 +360,7 @@
       setState(item, 'processing', 'Fetching the result', 92);
       let res;
       try {
-        res = await fetch(P.api('download/' + encodeURIComponent(item.md5) + '?' + downloadQuery(item)), {
+        res = await fetch(downloadUrl(item, variants), {
           headers: P.authHeaders(),
           cache: 'no-store',
         });

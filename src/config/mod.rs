@@ -138,12 +138,29 @@ impl Default for UploadSettings {
 pub struct DownloadSettings {
     /// Relative path prefix announced in `GET /` for downloads.
     pub download_url: String,
+    /// Download links the server hands out carry an HMAC-SHA256 signature
+    /// and an expiry, and `/download` refuses a request without a valid,
+    /// unexpired one (403). Off by default: TinyImage clients build
+    /// `/download/{md5}` themselves.
+    pub signed_urls: bool,
+    /// The secret links are signed with (required with `signed_urls`, at
+    /// least 16 bytes; the same on every instance of one service).
+    pub signing_secret: Option<String>,
+    /// How long a signed link stays valid after it was handed out.
+    #[serde(with = "humantime_serde")]
+    pub link_lifetime: Duration,
 }
+
+/// The shortest accepted `download.signing_secret`, in bytes.
+pub const MIN_SIGNING_SECRET_BYTES: usize = 16;
 
 impl Default for DownloadSettings {
     fn default() -> Self {
         Self {
             download_url: "download/".into(),
+            signed_urls: false,
+            signing_secret: None,
+            link_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -657,6 +674,18 @@ impl Settings {
         if self.backend.member_ttl < Duration::from_millis(100) {
             return fail("backend.member_ttl", "must be at least 100ms");
         }
+        if self.download.signed_urls {
+            let secret = self.download.signing_secret.as_deref().unwrap_or_default();
+            if secret.len() < MIN_SIGNING_SECRET_BYTES {
+                return fail(
+                    "download.signing_secret",
+                    "signed_urls needs a secret of at least 16 bytes",
+                );
+            }
+            if self.download.link_lifetime.is_zero() {
+                return fail("download.link_lifetime", "must be more than 0");
+            }
+        }
         if self.backend.kind == BackendKind::Redis && self.backend.redis_url.is_empty() {
             return fail("backend.redis_url", "is required with backend.kind redis");
         }
@@ -828,6 +857,33 @@ mod tests {
             missing.is_empty(),
             "config.yaml does not document {missing:?}"
         );
+    }
+
+    #[test]
+    fn signed_urls_need_a_secret() {
+        let err = Settings::load_from(None, env(&[("PIXPRESS__DOWNLOAD__SIGNED_URLS", "true")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("signing_secret"), "{err}");
+        let err = Settings::load_from(
+            None,
+            env(&[
+                ("PIXPRESS__DOWNLOAD__SIGNED_URLS", "true"),
+                ("PIXPRESS__DOWNLOAD__SIGNING_SECRET", "short"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("signing_secret"), "{err}");
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("PIXPRESS__DOWNLOAD__SIGNED_URLS", "true"),
+                ("PIXPRESS__DOWNLOAD__SIGNING_SECRET", "0123456789abcdef"),
+                ("PIXPRESS__DOWNLOAD__LINK_LIFETIME", "10m"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.download.signed_urls);
+        assert_eq!(s.download.link_lifetime, Duration::from_secs(600));
     }
 
     #[test]

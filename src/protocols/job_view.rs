@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::error::Code;
 use crate::jobs::{QualityChoice, Task, Variant, VariantState};
+use crate::links::DownloadLinks;
 
 /// A quality as answered: a number, or `auto` for an auto variant that is
 /// not done yet. Fixed variants always answer their number.
@@ -110,6 +111,10 @@ pub struct VariantView {
     /// (images over 1 MP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score_sampled: Option<bool>,
+    /// Where this variant is downloaded: `/download/{md5}?{its options}`,
+    /// signed and with an `expires` when `download.signed_urls` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl VariantView {
@@ -132,6 +137,7 @@ impl VariantView {
             target_met: None,
             budget_limited: None,
             score_sampled: None,
+            url: None,
         };
         match &state {
             VariantState::Done(f) => {
@@ -156,6 +162,14 @@ impl VariantView {
             _ => {}
         }
         view
+    }
+
+    /// The view with the variant's download link.
+    pub fn linked(task: &Task, variant: &Variant, links: &DownloadLinks) -> Self {
+        Self {
+            url: Some(links.url(task.key.as_str(), &variant.spec)),
+            ..Self::of(task, variant)
+        }
     }
 
     /// The fields that describe the result of an auto variant (for the

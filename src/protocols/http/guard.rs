@@ -1,5 +1,6 @@
-//! Request guards for the job APIs: API keys (`auth.api_keys`) and
-//! per-client upload rate limits (`upload.rate_limit_per_minute`).
+//! Request guards for the job APIs: API keys (`auth.api_keys`), signed
+//! download links (`download.signed_urls`) and per-client upload rate
+//! limits (`upload.rate_limit_per_minute`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -54,6 +55,32 @@ pub async fn require_api_key(
             next.run(request).await
         }
         None => ApiError::unauthorized().into_response(),
+    }
+}
+
+/// `GET /download`: with `download.signed_urls` a valid, unexpired signed
+/// link is required (403 otherwise, API key or not) and is enough by
+/// itself: the server handed it to a caller allowed to see the task, who
+/// may pass it on until it expires. Without signed links, the API key rule
+/// of the other job routes.
+pub async fn download_access(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !state.links.signed() {
+        return require_api_key(State(state), request, next).await;
+    }
+    let uri = request.uri();
+    match state
+        .links
+        .check(uri.path(), uri.query(), std::time::SystemTime::now())
+    {
+        Ok(()) => {
+            request.extensions_mut().insert(crate::auth::Caller::open());
+            next.run(request).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -100,6 +100,10 @@ pub struct UploadAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 30, maximum = 100)]
     target: Option<u8>,
+    /// Where the result is downloaded once done: `/download/{md5}?{the
+    /// options}`, signed and with an `expires` when `download.signed_urls`
+    /// is on.
+    url: String,
 }
 
 /// `POST /upload`: multipart `picture` plus options; answers 202 (200 when
@@ -168,6 +172,7 @@ pub async fn upload(
         format: spec.format.name(),
         quality: QualityValue::requested(spec.quality),
         target: spec.quality.target(),
+        url: state.links.url(submitted.task.key.as_str(), &spec),
     };
     Ok((status, Json(answer)).into_response())
 }
@@ -345,7 +350,7 @@ pub async fn status(
     let views = task
         .variants()
         .iter()
-        .map(|v| VariantView::of(&task, v))
+        .map(|v| VariantView::linked(&task, v, &state.links))
         .collect();
     Ok(Json(views))
 }
@@ -428,7 +433,9 @@ async fn find_task(
         ("width" = Option<u32>, Query, minimum = 1, maximum = 16384),
         ("height" = Option<u32>, Query, minimum = 1, maximum = 16384),
         ("fit" = Option<String>, Query, pattern = "^(inside|contain|cover|fill)$"),
-        ("max_bytes" = Option<u64>, Query, minimum = 64, maximum = 1_000_000_000_000_u64)),
+        ("max_bytes" = Option<u64>, Query, minimum = 64, maximum = 1_000_000_000_000_u64),
+        ("expires" = Option<u64>, Query, description = "signed links (`download.signed_urls`): the Unix time the link ends"),
+        ("signature" = Option<String>, Query, description = "signed links: the HMAC-SHA256 of the link before it, URL-safe base64; always the last parameter")),
     responses((status = 200, description = "the image", content_type = "image/*", headers(
             ("X-Pixpress-Format" = String, description = "auto variants: the format chosen"),
             ("X-Pixpress-Quality" = String, description = "auto variants: the quality chosen (absent when the original was kept)"),
@@ -438,6 +445,7 @@ async fn find_task(
         (status = 304, description = "not modified"),
         (status = 400, body = ErrorBody, description = "bad query"),
         (status = 401, body = ErrorBody, description = "an API key is required"),
+        (status = 403, body = ErrorBody, description = "download.signed_urls: signature_required, signature_invalid or link_expired"),
         (status = 404, body = ErrorBody, description = "unknown md5 or variant"),
         (status = 406, body = ErrorBody, description = "?format=auto: the auto variant's format is not one the Accept header allows", headers(("Vary" = String))),
         (status = 409, body = NotReadyBody, description = "not ready"),

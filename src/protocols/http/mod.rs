@@ -24,6 +24,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Settings;
 use crate::jobs::JobStore;
+use crate::links::DownloadLinks;
 
 /// What the job API handlers share.
 #[derive(Clone)]
@@ -33,6 +34,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub upload_limiter: Option<Arc<guard::UploadLimiter>>,
     pub shutting_down: Arc<AtomicBool>,
+    /// The download links handed out, signed with `download.signed_urls`.
+    pub links: Arc<DownloadLinks>,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             settings.upload.rate_limit_burst,
         );
         Self {
+            links: Arc::new(DownloadLinks::new(&settings.download)),
             settings,
             store,
             metrics: metrics::handle(),
@@ -70,15 +74,22 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             guard::refuse_when_stopping,
         ));
+    // A signed download link is its own credential (guard::download_access).
+    let downloads = Router::new()
+        .route("/download/{md5}", get(jobs_api::download))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::download_access,
+        ));
     let jobs = Router::new()
         .merge(uploads)
         .route("/status/{md5}", get(jobs_api::status))
-        .route("/download/{md5}", get(jobs_api::download))
         .route("/queue/{md5}", get(jobs_api::queue))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_api_key,
         ))
+        .merge(downloads)
         .layer(DefaultBodyLimit::max(
             usize::try_from(body_limit).unwrap_or(usize::MAX),
         ));

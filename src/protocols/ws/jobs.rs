@@ -21,6 +21,7 @@ use super::socket::{self, Session};
 use crate::auth::Caller;
 use crate::error::{ApiError, Code};
 use crate::jobs::{JobError, OptionRules, Task, UploadOptions, Variant, VariantSpec, VariantState};
+use crate::links::DownloadLinks;
 use crate::protocols::http::AppState;
 use crate::protocols::job_view::{QualityValue, VariantView};
 use crate::rooms::{Frame, MemberHandle, Membership};
@@ -137,8 +138,8 @@ impl JobSession {
         tokio::spawn(async move {
             match start_job(&state, &caller, &request, bytes).await {
                 Err(e) => send_error(&member, request.id, e.code, &e.message),
-                Ok((spec, task, variant)) => {
-                    follow(&member, request, spec, task, variant, binary, permit).await;
+                Ok(job) => {
+                    follow(&member, request, job, binary, permit, &state.links).await;
                 }
             }
         });
@@ -178,11 +179,10 @@ async fn start_job(
 async fn follow(
     member: &MemberHandle,
     request: WsRequest,
-    spec: VariantSpec,
-    task: Arc<Task>,
-    variant: Arc<Variant>,
+    (spec, task, variant): (VariantSpec, Arc<Task>, Arc<Variant>),
     binary: bool,
     _place: InFlightPermit,
+    links: &DownloadLinks,
 ) {
     let base = |status: &str| {
         let mut v = json!({
@@ -235,6 +235,7 @@ async fn follow(
             v["width"] = json!(view.width);
             v["height"] = json!(view.height);
             v["original_size"] = json!(task.original_size);
+            v["url"] = json!(links.url(task.key.as_str(), &spec));
             if binary {
                 vec![text(v), Frame::binary(done.bytes.clone())]
             } else {
