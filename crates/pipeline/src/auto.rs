@@ -730,7 +730,7 @@ pub(crate) fn finish(
 }
 
 /// JPEG with 4:4:4 chroma, otherwise as `encode::jpeg` encodes (mozjpeg's
-/// tables, progressive, optimised Huffman, no trellis).
+/// tables, optimised Huffman, baseline unless `jpeg::PROGRESSIVE`, no trellis).
 fn jpeg_444(
     image: &DynamicImage,
     quality: u8,
@@ -753,7 +753,9 @@ fn jpeg_444(
         c.set_luma_qtable(&table);
         c.set_chroma_qtable(&table);
         c.set_chroma_sampling_pixel_sizes((1, 1), (1, 1));
-        c.set_progressive_mode();
+        if encode::jpeg::PROGRESSIVE {
+            c.set_progressive_mode();
+        }
         c.set_optimize_coding(true);
         let io = |e: std::io::Error| PipelineError::Encode(format!("mozjpeg: {e}"));
         let mut started = c.start_compress(Vec::new()).map_err(io)?;
