@@ -306,7 +306,9 @@ mod tests {
         memory.enqueue(key.as_str(), field, &input).await.unwrap();
 
         loop {
-            let event = events.recv().await.expect("state changes");
+            let Heard::Change(event) = events.recv().await.expect("state changes") else {
+                continue;
+            };
             if event.record.state == Phase::Done {
                 break;
             }
