@@ -139,7 +139,7 @@ impl MemoryJobs {
             variant: field.to_owned(),
             record: record.clone(),
         };
-        lock(&self.listeners).retain(|l| l.send(Heard::Change(event.clone())).is_ok());
+        lock(&self.listeners).retain(|l| l.send(Heard::Change(Box::new(event.clone()))).is_ok());
     }
 
     fn take_now(&self, count: usize) -> Vec<QueuedJob> {

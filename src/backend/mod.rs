@@ -198,7 +198,7 @@ pub trait JobRepo: Send + Sync {
 #[derive(Debug)]
 pub enum Heard {
     /// A state change.
-    Change(StateEvent),
+    Change(Box<StateEvent>),
     /// The subscription was lost and is back: changes published in between
     /// were missed.
     Resubscribed,

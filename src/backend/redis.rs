@@ -610,7 +610,7 @@ impl RedisBackend {
                     return true;
                 };
                 match serde_json::from_str::<StateEvent>(&text) {
-                    Ok(event) => events.send(Heard::Change(event)).is_ok(),
+                    Ok(event) => events.send(Heard::Change(Box::new(event))).is_ok(),
                     Err(e) => {
                         tracing::warn!(error = %e, "unreadable state event");
                         true

@@ -32,7 +32,7 @@ pub async fn start(
         tokio::spawn(async move {
             while let Some(heard) = events.recv().await {
                 match heard {
-                    Heard::Change(event) => store.apply_event(event).await,
+                    Heard::Change(event) => store.apply_event(*event).await,
                     // Changes were missed while the subscription was down.
                     Heard::Resubscribed => {
                         tokio::spawn(store.clone().resync());
