@@ -9,6 +9,14 @@ two instances have twice the workers: a gain needs the cores to run them.
 
     python3 scripts/bench_distributed.py --bin target/release/pixpress --jobs 60
 
+With --cost, the cost Redis adds per job instead: one instance with
+`backend.kind: memory` against one with `redis`, on the same images. Each
+uploads --jobs images one at a time (latency: from sending the upload to the
+`done` answer of /status?wait=, median and p90) and then --jobs others 32 at
+a time (jobs/s).
+
+    python3 scripts/bench_distributed.py --bin target/release/pixpress --cost --jobs 200 --size 64
+
 Needs Pillow (scripts/clients/requirements.txt) and a Redis at --redis.
 """
 
@@ -66,7 +74,7 @@ def wait_done(base: str, md5: str) -> str:
             return states[0]
 
 
-def start_instances(binary: str, count: int, redis: str, workers: int):
+def start_instances(binary: str, count: int, redis: str, workers: int, kind: str = "redis"):
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
     procs, bases = [], []
     for _ in range(count):
@@ -74,7 +82,7 @@ def start_instances(binary: str, count: int, redis: str, workers: int):
             os.environ,
             PIXPRESS__SERVER__PORT="0",
             PIXPRESS__TCP__PORT="0",
-            PIXPRESS__BACKEND__KIND="redis",
+            PIXPRESS__BACKEND__KIND=kind,
             PIXPRESS__BACKEND__REDIS_URL=redis,
             PIXPRESS__BACKEND__KEY_PREFIX=prefix,
             PIXPRESS__UPLOAD__MAX_CONCURRENT_TASKS=str(workers),
@@ -103,6 +111,47 @@ def start_instances(binary: str, count: int, redis: str, workers: int):
     return procs, bases, prefix
 
 
+def stop_instances(procs, redis: str, prefix: str) -> None:
+    for p in procs:
+        p.terminate()
+        p.wait()
+    keys = subprocess.run(
+        ["redis-cli", "-u", redis, "--scan", "--pattern", f"{prefix}*"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if keys:
+        subprocess.run(["redis-cli", "-u", redis, "DEL", *keys], capture_output=True)
+
+
+def cost(binary: str, kind: str, one_by_one, together, redis: str, workers: int):
+    """Latencies (s) of uploads one at a time, then jobs/s of uploads 32 at a time."""
+    procs, bases, prefix = start_instances(binary, 1, redis, workers, kind)
+    base = bases[0]
+    try:
+        wait_done(base, upload(base, photo_jpeg(48, seed=999_999)))  # warm-up
+        latencies = []
+        for data in one_by_one:
+            t0 = time.perf_counter()
+            state = wait_done(base, upload(base, data))
+            latencies.append(time.perf_counter() - t0)
+            assert state == "done", state
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+            md5s = list(pool.map(lambda d: upload(base, d), together))
+            states = list(pool.map(lambda m: wait_done(base, m), md5s))
+        rate = len(together) / (time.perf_counter() - t0)
+        assert all(s == "done" for s in states), states
+        return latencies, rate
+    finally:
+        stop_instances(procs, redis, prefix)
+
+
+def quantile(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def run(binary: str, count: int, images, redis: str, workers: int) -> float:
     procs, bases, prefix = start_instances(binary, count, redis, workers)
     try:
@@ -114,16 +163,7 @@ def run(binary: str, count: int, images, redis: str, workers: int) -> float:
         assert all(s == "done" for s in states), states
         return len(images) / elapsed
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
-        keys = subprocess.run(
-            ["redis-cli", "-u", redis, "--scan", "--pattern", f"{prefix}*"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        if keys:
-            subprocess.run(["redis-cli", "-u", redis, "DEL", *keys], capture_output=True)
+        stop_instances(procs, redis, prefix)
 
 
 def main() -> None:
@@ -133,8 +173,24 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=60)
     ap.add_argument("--size", type=int, default=384, help="image side in pixels")
     ap.add_argument("--workers", type=int, default=2, help="upload.max_concurrent_tasks per instance")
+    ap.add_argument("--cost", action="store_true", help="memory against redis backend, one instance each")
     args = ap.parse_args()
     binary = os.path.abspath(args.bin)
+    if args.cost:
+        print(f"cores: {os.cpu_count()}, jobs: {args.jobs} one by one + {args.jobs} 32 at a time, "
+              f"{args.size}x{args.size} JPEG -> WebP q80, one instance")
+        results = {}
+        for n, kind in enumerate(("memory", "redis")):
+            one_by_one = [photo_jpeg(args.size, seed=(n + 1) * 1_000_000 + i) for i in range(args.jobs)]
+            together = [photo_jpeg(args.size, seed=(n + 1) * 2_000_000 + i) for i in range(args.jobs)]
+            latencies, rate = cost(binary, kind, one_by_one, together, args.redis, args.workers)
+            results[kind] = (quantile(latencies, 0.5), rate)
+            print(f"{kind:6}: upload->done median {quantile(latencies, 0.5) * 1000:.2f} ms, "
+                  f"p90 {quantile(latencies, 0.9) * 1000:.2f} ms; {rate:.1f} jobs/s")
+        (m_lat, m_rate), (r_lat, r_rate) = results["memory"], results["redis"]
+        print(f"redis adds {(r_lat - m_lat) * 1000:.2f} ms per job (median), "
+              f"throughput ratio redis/memory {r_rate / m_rate:.2f}")
+        return
     print(f"cores: {os.cpu_count()}, jobs: {args.jobs}, {args.size}x{args.size} JPEG -> WebP q80")
     for count in (1, 2):
         # Distinct images per run, so no result is reused from the other run.

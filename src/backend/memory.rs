@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BackendError, Bus, Claim, Gate, JobQueue, JobRepo, Listener, Phase, Place, PlaceCell,
-    QueuedJob, RoomPost, StateEvent, VariantRecord,
+    BackendError, Bus, Claim, Gate, Heard, JobQueue, JobRepo, Listener, Phase, Place, PlaceCell,
+    QueueDepth, QueuedJob, RoomPost, StateEvent, VariantRecord,
 };
 
 /// How long `take` waits for a job before answering empty.
@@ -70,7 +70,7 @@ pub struct MemoryJobs {
     queue: Mutex<VecDeque<Waiting>>,
     arrived: Notify,
     next_id: AtomicU64,
-    listeners: Mutex<Vec<mpsc::UnboundedSender<StateEvent>>>,
+    listeners: Mutex<Vec<mpsc::UnboundedSender<Heard>>>,
 }
 
 impl MemoryJobs {
@@ -139,7 +139,7 @@ impl MemoryJobs {
             variant: field.to_owned(),
             record: record.clone(),
         };
-        lock(&self.listeners).retain(|l| l.send(event.clone()).is_ok());
+        lock(&self.listeners).retain(|l| l.send(Heard::Change(Box::new(event.clone()))).is_ok());
     }
 
     fn take_now(&self, count: usize) -> Vec<QueuedJob> {
@@ -153,6 +153,7 @@ impl MemoryJobs {
                 variant: w.variant,
                 input: Some(w.input),
                 place: w.place.map(PlaceCell),
+                deliveries: 1,
             })
             .collect()
     }
@@ -264,13 +265,8 @@ impl JobRepo for MemoryJobs {
     }
 }
 
-impl JobQueue for MemoryJobs {
-    fn enqueue<'a>(
-        &'a self,
-        md5: &'a str,
-        field: &'a str,
-        input: &'a Bytes,
-    ) -> BoxFuture<'a, Result<(), BackendError>> {
+impl MemoryJobs {
+    fn enqueue_now(&self, md5: &str, field: &str, input: &Bytes) {
         let place = lock(&self.claimed).remove(&(md5.to_owned(), field.to_owned()));
         lock(&self.queue).push_back(Waiting {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -280,7 +276,36 @@ impl JobQueue for MemoryJobs {
             place,
         });
         self.arrived.notify_one();
+    }
+}
+
+impl JobQueue for MemoryJobs {
+    fn enqueue<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        input: &'a Bytes,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        self.enqueue_now(md5, field, input);
         async { Ok(()) }.boxed()
+    }
+
+    // One process: nothing can fail between the claim and the enqueue.
+    fn submit<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        input: &'a Bytes,
+    ) -> BoxFuture<'a, Result<Claim, BackendError>> {
+        let claim = self.claim_now(md5, field, input.len());
+        if matches!(claim, Claim::Won) {
+            self.enqueue_now(md5, field, input);
+        }
+        async move { Ok(claim) }.boxed()
+    }
+
+    fn depth(&self) -> BoxFuture<'_, Result<Option<QueueDepth>, BackendError>> {
+        async { Ok(None) }.boxed()
     }
 
     fn take(&self, count: usize) -> BoxFuture<'_, Result<Vec<QueuedJob>, BackendError>> {
@@ -397,13 +422,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_submission_claims_and_queues_in_one_step() {
+        let jobs = MemoryJobs::new(
+            Duration::from_secs(60),
+            1 << 20,
+            Some(Arc::new(Slots(Mutex::new(1)))),
+        );
+        let input = Bytes::from_static(b"abc");
+        assert!(matches!(
+            jobs.submit("a", "q", &input).await,
+            Ok(Claim::Won)
+        ));
+        assert_eq!(jobs.waiting(), 1, "queued with its claim");
+        assert!(matches!(
+            jobs.submit("a", "q", &input).await,
+            Ok(Claim::Existing(_))
+        ));
+        assert!(matches!(
+            jobs.submit("b", "q", &input).await,
+            Ok(Claim::QueueFull)
+        ));
+        assert_eq!(jobs.waiting(), 1);
+        assert!(jobs.records("b").await.unwrap().is_empty());
+        let taken = jobs.take(8).await.unwrap();
+        assert_eq!((taken.len(), taken[0].deliveries), (1, 1));
+        assert!(taken[0].place.is_some(), "the job carries its place");
+        assert_eq!(jobs.depth().await.unwrap(), None, "the pool counts it");
+    }
+
+    #[tokio::test]
     async fn publications_reach_listeners_and_transient_failures_are_not_kept() {
         let jobs = Arc::new(MemoryJobs::new(Duration::from_secs(60), 1 << 20, None));
         let (_task, mut events) = jobs.clone().listen(CancellationToken::new()).await.unwrap();
         assert!(matches!(jobs.claim("a", "q", 3).await, Ok(Claim::Won)));
         let done = VariantRecord::processing(3);
         jobs.publish("a", "q", &done, None).await.unwrap();
-        let event = events.recv().await.unwrap();
+        let Some(Heard::Change(event)) = events.recv().await else {
+            panic!("a state change");
+        };
         assert_eq!(
             (event.md5.as_str(), event.record.state),
             ("a", Phase::Processing)

@@ -108,6 +108,18 @@ pub struct QueuedJob {
     pub input: Option<Bytes>,
     /// The place taken at claim time, when the queue has a [`Gate`].
     pub place: Option<PlaceCell>,
+    /// How many times the queue has handed this job out, this time
+    /// included: 1 when first taken, more when taken over from workers
+    /// that never finished it.
+    pub deliveries: u32,
+}
+
+/// Jobs in the whole service's queue: waiting to be taken, and taken by a
+/// worker but not finished yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    pub waiting: usize,
+    pub taken: usize,
 }
 
 /// A [`Place`] with a `Debug` form.
@@ -195,8 +207,18 @@ pub trait JobRepo: Send + Sync {
     ) -> BoxFuture<'static, Result<Listener, BackendError>>;
 }
 
+/// What a state-change listener hears.
+#[derive(Debug)]
+pub enum Heard {
+    /// A state change.
+    Change(Box<StateEvent>),
+    /// The subscription was lost and is back: changes published in between
+    /// were missed.
+    Resubscribed,
+}
+
 /// The task that listens for state changes and what it hears.
-pub type Listener = (JoinHandle<()>, mpsc::UnboundedReceiver<StateEvent>);
+pub type Listener = (JoinHandle<()>, mpsc::UnboundedReceiver<Heard>);
 
 /// The work queue of claimed jobs.
 pub trait JobQueue: Send + Sync {
@@ -207,6 +229,21 @@ pub trait JobQueue: Send + Sync {
         field: &'a str,
         input: &'a Bytes,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Claims a variant and, when this caller wins it, enqueues its job
+    /// with `input` in the same step: either both are recorded or neither
+    /// is, so no record is left without its job.
+    fn submit<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        input: &'a Bytes,
+    ) -> BoxFuture<'a, Result<Claim, BackendError>>;
+
+    /// Jobs waiting and taken in the whole service, when the queue is
+    /// shared; `None` when it is this instance's own (its worker pool
+    /// counts them).
+    fn depth(&self) -> BoxFuture<'_, Result<Option<QueueDepth>, BackendError>>;
 
     /// Takes up to `count` new jobs, waiting a moment for one to arrive (an
     /// empty answer then).
@@ -221,7 +258,8 @@ pub trait JobQueue: Send + Sync {
     /// takes it over; `None` when workers cannot die apart from the queue.
     fn claim_idle(&self) -> Option<Duration>;
 
-    /// Takes over up to `count` jobs idle longer than `claim_idle`.
+    /// Takes over up to `count` jobs idle longer than `claim_idle`, each
+    /// with its count of deliveries.
     fn reclaim(&self, count: usize) -> BoxFuture<'_, Result<Vec<QueuedJob>, BackendError>>;
 
     /// Acknowledges and removes a finished job.

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamPendingCountReply,
+    StreamReadOptions, StreamReadReply,
 };
 use redis::AsyncCommands;
 
@@ -30,7 +31,9 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 pub use super::now_micros;
-use super::{BackendError, FieldName, JobQueue, JobRepo, Listener, Phase, VariantRecord};
+use super::{
+    BackendError, FieldName, Heard, JobQueue, JobRepo, Listener, Phase, QueueDepth, VariantRecord,
+};
 use crate::config::BackendSettings;
 
 /// The consumer group every instance reads the job stream in.
@@ -83,10 +86,25 @@ pub(super) async fn subscribe(
 pub(super) async fn each_message(
     client: redis::Client,
     channel: Channel,
+    pubsub: redis::aio::PubSub,
+    stop: CancellationToken,
+    what: &'static str,
+    on_message: impl FnMut(redis::Msg) -> bool,
+) {
+    each_message_resuming(client, channel, pubsub, stop, what, on_message, || true).await;
+}
+
+/// Like [`each_message`], calling `on_resubscribed` each time the
+/// subscription is back after it was lost (messages in between were
+/// missed); it answers false to stop.
+pub(super) async fn each_message_resuming(
+    client: redis::Client,
+    channel: Channel,
     mut pubsub: redis::aio::PubSub,
     stop: CancellationToken,
     what: &'static str,
     mut on_message: impl FnMut(redis::Msg) -> bool,
+    mut on_resubscribed: impl FnMut() -> bool,
 ) {
     loop {
         {
@@ -108,7 +126,10 @@ pub(super) async fn each_message(
                 return;
             }
             match subscribe(&client, &channel).await {
-                Ok(p) => break p,
+                Ok(p) => {
+                    tracing::info!(what, "subscribed again");
+                    break p;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, what, "cannot subscribe");
                     tokio::select! {
@@ -118,8 +139,12 @@ pub(super) async fn each_message(
                 }
             }
         };
+        if !on_resubscribed() {
+            return;
+        }
     }
 }
+
 /// How long one stream read blocks before looking at the stop signal again.
 const READ_BLOCK_MS: usize = 1000;
 /// Pause after a Redis error in a loop, so a lost Redis is not hammered.
@@ -173,8 +198,37 @@ fn queued_job(entry: &StreamId) -> QueuedJob {
         variant: entry.get::<String>("variant").unwrap_or_default(),
         input: None,
         place: None,
+        deliveries: 1,
     }
 }
+
+/// Claims a variant and enqueues its job in one step (see
+/// [`RedisBackend::submit`]). KEYS: the task hash, the input, the
+/// variant's result, the job stream. ARGV: the field, the queued record,
+/// the TTL in seconds, the queue bound, the md5, the input bytes. Answers
+/// `{0, record}` for an existing variant, `{1, ""}` when claimed and
+/// queued, `{2, ""}` when the queue is full. The job is added first, so a
+/// command that fails leaves nothing behind (Redis does not undo a
+/// script's earlier writes).
+const SUBMIT: &str = r#"
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then
+  local ok, record = pcall(cjson.decode, existing)
+  local expired = ok and type(record) == 'table' and record.state == 'done'
+    and redis.call('EXISTS', KEYS[3]) == 0
+  if not expired then
+    return {0, existing}
+  end
+end
+if redis.call('XLEN', KEYS[4]) >= tonumber(ARGV[4]) then
+  return {2, ''}
+end
+redis.call('XADD', KEYS[4], '*', 'md5', ARGV[5], 'variant', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {1, ''}
+"#;
 
 /// The connection that blocks on the job stream, apart from the shared one.
 pub struct JobReader {
@@ -355,6 +409,88 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// Claims a variant and, when won, stores the input and adds the job to
+    /// the stream, all in one script: a caller that loses Redis half-way
+    /// leaves either everything or nothing. The queue bound is checked in
+    /// the same step. An existing variant is looked up first, so its
+    /// duplicates never send their bytes to Redis.
+    pub async fn submit<K, F>(
+        &self,
+        key: &K,
+        spec: &F,
+        input: &Bytes,
+    ) -> Result<Claim, BackendError>
+    where
+        K: AsRef<str> + ?Sized,
+        F: FieldName + ?Sized,
+    {
+        let (key, field) = (key.as_ref(), spec.field());
+        let mut conn = self.conn.clone();
+        if let Some(record) = self.record(key, &*field).await? {
+            let gone: bool = record.state == Phase::Done
+                && !conn
+                    .exists::<_, bool>(self.keys.result(key, &field))
+                    .await?;
+            if !gone {
+                return Ok(Claim::Existing(record));
+            }
+        }
+        static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+        let script = SCRIPT.get_or_init(|| redis::Script::new(SUBMIT));
+        let (outcome, existing): (i64, String) = script
+            .key(self.keys.task(key))
+            .key(self.keys.input(key))
+            .key(self.keys.result(key, &field))
+            .key(self.keys.jobs())
+            .arg(&field)
+            .arg(VariantRecord::queued(input.len()).to_json())
+            .arg(ttl_secs(self.ttl))
+            .arg(self.max_queue)
+            .arg(key)
+            .arg(input.as_ref())
+            .invoke_async(&mut conn)
+            .await?;
+        match outcome {
+            1 => Ok(Claim::Won),
+            2 => Ok(Claim::QueueFull),
+            _ => Ok(Claim::Existing(VariantRecord::from_json(&existing)?)),
+        }
+    }
+
+    /// Jobs in the stream waiting to be taken, and taken but not
+    /// acknowledged (running, or held by a worker that died), across every
+    /// instance.
+    pub async fn depth(&self) -> Result<QueueDepth, BackendError> {
+        let mut conn = self.conn.clone();
+        let read: redis::RedisResult<(usize, redis::streams::StreamPendingReply)> = redis::pipe()
+            .xlen(self.keys.jobs())
+            .xpending(self.keys.jobs(), GROUP)
+            .query_async(&mut conn)
+            .await;
+        let (len, pending) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                self.remake_lost_group(&e).await;
+                return Err(e.into());
+            }
+        };
+        let taken = pending.count();
+        Ok(QueueDepth {
+            waiting: len.saturating_sub(taken),
+            taken,
+        })
+    }
+
+    /// Makes the consumer group again when Redis lost it (it restarted
+    /// empty): the next read finds it.
+    async fn remake_lost_group(&self, e: &redis::RedisError) {
+        if e.code() == Some("NOGROUP") {
+            if let Err(e) = self.create_group().await {
+                tracing::warn!(error = %e, "cannot make the consumer group");
+            }
+        }
+    }
+
     /// One variant's record.
     pub async fn record<K, F>(
         &self,
@@ -449,7 +585,7 @@ impl RedisBackend {
     pub async fn listen(
         self: Arc<Self>,
         stop: CancellationToken,
-    ) -> Result<(JoinHandle<()>, mpsc::UnboundedReceiver<StateEvent>), BackendError> {
+    ) -> Result<(JoinHandle<()>, mpsc::UnboundedReceiver<Heard>), BackendError> {
         let pubsub = self.subscribe().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         Ok((tokio::spawn(self.forward(pubsub, tx, stop)), rx))
@@ -458,11 +594,12 @@ impl RedisBackend {
     async fn forward(
         self: Arc<Self>,
         pubsub: redis::aio::PubSub,
-        events: mpsc::UnboundedSender<StateEvent>,
+        events: mpsc::UnboundedSender<Heard>,
         stop: CancellationToken,
     ) {
         let channel = Channel::Exact(self.keys.events());
-        each_message(
+        let resumed = events.clone();
+        each_message_resuming(
             self.client.clone(),
             channel,
             pubsub,
@@ -473,13 +610,14 @@ impl RedisBackend {
                     return true;
                 };
                 match serde_json::from_str::<StateEvent>(&text) {
-                    Ok(event) => events.send(event).is_ok(),
+                    Ok(event) => events.send(Heard::Change(Box::new(event))).is_ok(),
                     Err(e) => {
                         tracing::warn!(error = %e, "unreadable state event");
                         true
                     }
                 }
             },
+            || resumed.send(Heard::Resubscribed).is_ok(),
         )
         .await;
     }
@@ -522,19 +660,18 @@ impl RedisBackend {
                 .flat_map(|k| k.ids.iter().map(queued_job))
                 .collect()),
             Err(e) => {
-                if e.code() == Some("NOGROUP") {
-                    let _ = self.create_group().await;
-                }
+                self.remake_lost_group(&e).await;
                 Err(e.into())
             }
         }
     }
 
     /// Takes over up to `count` jobs idle longer than `claim_idle` (their
-    /// worker died).
+    /// worker died), each with the number of times the stream has handed
+    /// it out (this time included), read from the group's pending list.
     pub async fn reclaim(&self, count: usize) -> Result<Vec<QueuedJob>, BackendError> {
         let mut conn = self.conn.clone();
-        let claimed: StreamAutoClaimReply = conn
+        let claimed: redis::RedisResult<StreamAutoClaimReply> = conn
             .xautoclaim_options(
                 self.keys.jobs(),
                 GROUP,
@@ -543,8 +680,29 @@ impl RedisBackend {
                 "0-0",
                 StreamAutoClaimOptions::default().count(count.max(1)),
             )
-            .await?;
-        Ok(claimed.claimed.iter().map(queued_job).collect())
+            .await;
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                self.remake_lost_group(&e).await;
+                return Err(e.into());
+            }
+        };
+        let mut jobs: Vec<QueuedJob> = claimed.claimed.iter().map(queued_job).collect();
+        if jobs.is_empty() {
+            return Ok(jobs);
+        }
+        let mut pipe = redis::pipe();
+        for job in &jobs {
+            pipe.xpending_count(self.keys.jobs(), GROUP, &job.id, &job.id, 1);
+        }
+        let pending: Vec<StreamPendingCountReply> = pipe.query_async(&mut conn).await?;
+        for (job, entry) in jobs.iter_mut().zip(pending) {
+            if let Some(entry) = entry.ids.first() {
+                job.deliveries = u32::try_from(entry.times_delivered).unwrap_or(u32::MAX);
+            }
+        }
+        Ok(jobs)
     }
 
     /// How long a job may stay unacknowledged before another worker takes it.
@@ -670,16 +828,35 @@ impl JobQueue for RedisBackend {
         RedisBackend::enqueue(self, md5, field, input).boxed()
     }
 
+    fn submit<'a>(
+        &'a self,
+        md5: &'a str,
+        field: &'a str,
+        input: &'a Bytes,
+    ) -> BoxFuture<'a, Result<Claim, BackendError>> {
+        RedisBackend::submit(self, md5, field, input).boxed()
+    }
+
+    fn depth(&self) -> BoxFuture<'_, Result<Option<QueueDepth>, BackendError>> {
+        async move { RedisBackend::depth(self).await.map(Some) }.boxed()
+    }
+
     fn take(&self, count: usize) -> BoxFuture<'_, Result<Vec<QueuedJob>, BackendError>> {
         async move {
             let mut reader = self.reader.lock().await;
             if reader.is_none() {
                 *reader = Some(self.reader().await?);
             }
-            let Some(reader) = reader.as_mut() else {
+            let Some(conn) = reader.as_mut() else {
                 return Ok(Vec::new());
             };
-            RedisBackend::take(self, reader, count).await
+            let taken = RedisBackend::take(self, conn, count).await;
+            if taken.is_err() {
+                // The connection may be broken (Redis restarted): the next
+                // read makes a new one.
+                *reader = None;
+            }
+            taken
         }
         .boxed()
     }

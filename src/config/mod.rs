@@ -548,6 +548,10 @@ pub struct BackendSettings {
     /// twice `upload.job_timeout`.
     #[serde(with = "humantime_serde")]
     pub claim_idle: Option<Duration>,
+    /// Times a job is handed to a worker before it is set aside (status
+    /// `error`, code `job_failed_repeatedly`) instead of being taken over
+    /// again: a job whose worker dies every time stops there.
+    pub max_attempts: u32,
     /// Room posts (a room-wide send of the share or img2img protocol)
     /// waiting to be published for the other instances, per protocol;
     /// past it a post reaches only this instance's members (logged).
@@ -572,6 +576,7 @@ impl Default for BackendSettings {
             redis_url: "redis://127.0.0.1:6379".into(),
             key_prefix: "pixpress:".into(),
             claim_idle: None,
+            max_attempts: 3,
             bus_queue: 4096,
             member_ttl: Duration::from_secs(30),
         }
@@ -685,6 +690,9 @@ impl Settings {
             if self.download.link_lifetime.is_zero() {
                 return fail("download.link_lifetime", "must be more than 0");
             }
+        }
+        if self.backend.max_attempts == 0 {
+            return fail("backend.max_attempts", "must be at least 1");
         }
         if self.backend.kind == BackendKind::Redis && self.backend.redis_url.is_empty() {
             return fail("backend.redis_url", "is required with backend.kind redis");

@@ -23,6 +23,10 @@ pub enum JobError {
     /// The shared job backend (Redis) did not answer.
     #[error("the job backend is unavailable, try again in a moment")]
     BackendUnavailable,
+    /// The job was handed to workers `attempts` times and none finished
+    /// it (each died running it): it is set aside, never tried again.
+    #[error("processing stopped its worker {attempts} times; the job was set aside")]
+    FailedRepeatedly { attempts: u32 },
     /// A failure another instance reported through the shared backend:
     /// its code and message, as that instance saw them.
     #[error("{message}")]
@@ -39,6 +43,7 @@ impl JobError {
             Self::Panicked => Code::InternalError,
             Self::ShuttingDown => Code::ShuttingDown,
             Self::BackendUnavailable => Code::BackendUnavailable,
+            Self::FailedRepeatedly { .. } => Code::JobFailedRepeatedly,
             Self::Reported { code, .. } => *code,
         }
     }
@@ -52,7 +57,7 @@ impl JobError {
             | Self::Panicked
             | Self::ShuttingDown
             | Self::BackendUnavailable => true,
-            Self::Pipeline(_) => false,
+            Self::Pipeline(_) | Self::FailedRepeatedly { .. } => false,
             Self::Reported { code, .. } => matches!(
                 code,
                 Code::QueueFull

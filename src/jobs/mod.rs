@@ -19,6 +19,7 @@ pub use admission::check_header;
 pub use error::JobError;
 pub use pool::{Admission, PoolStats, WorkerPool};
 pub use request::{OptionError, OptionRules, UploadOptions};
+pub use shared::QueueFigures;
 pub use store::{JobObserver, JobStore, StoreSettings};
 pub use task::{AutoOutcome, Finished, Submitted, Task, Variant, VariantState};
 pub use variant::{FormatChoice, QualityChoice, TaskKey, VariantSpec};

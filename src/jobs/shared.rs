@@ -14,6 +14,23 @@ use super::{JobError, JobStore, TaskKey, VariantSpec};
 use crate::backend::{now_micros, BackendError, Claim, Phase, StateEvent, VariantRecord};
 use crate::pipeline::Output;
 
+/// Passes of [`JobStore::resync`] before it gives up, and the pause
+/// between them.
+const RESYNC_TRIES: u32 = 20;
+const RESYNC_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Jobs queued and processing, for `GET /` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFigures {
+    pub queued: usize,
+    /// Taken by a worker and not finished (with Redis: including jobs held
+    /// by a worker that died, until they are taken over).
+    pub processing: usize,
+    /// `service` (every instance's jobs), or `instance` (this one's only,
+    /// while the shared queue cannot be read).
+    pub scope: &'static str,
+}
+
 impl JobStore {
     /// A task this instance never saw (or forgot), loaded from the backend.
     pub(super) async fn load_shared(&self, key: &TaskKey) -> Option<Arc<Task>> {
@@ -59,6 +76,45 @@ impl JobStore {
         if let Some(task) = self.tasks.get(&key) {
             self.apply(&task, spec, event.record).await;
         }
+    }
+
+    /// Reads again every mirrored variant still queued or processing, after
+    /// the state-change subscription was lost (the changes in between were
+    /// missed). A variant whose record is gone (Redis came back empty) fails
+    /// as `backend_unavailable`, so waiters hear it and the next upload
+    /// claims it again. Tries again while the backend does not answer.
+    pub(crate) async fn resync(self) {
+        for _ in 0..RESYNC_TRIES {
+            if self.resync_once().await {
+                return;
+            }
+            tokio::time::sleep(RESYNC_PAUSE).await;
+        }
+        tracing::warn!("could not read the pending variants again; they follow later changes");
+    }
+
+    /// One pass of [`JobStore::resync`]; false when the backend failed.
+    async fn resync_once(&self) -> bool {
+        let pending: Vec<Arc<Task>> = self
+            .tasks
+            .iter()
+            .map(|(_, task)| task)
+            .filter(|task| !task.unsettled().is_empty())
+            .collect();
+        for task in pending {
+            for variant in task.unsettled() {
+                let field = field_of(&variant.spec);
+                match self.repo.record(task.key.as_str(), &field).await {
+                    Ok(Some(record)) => self.apply(&task, variant.spec, record).await,
+                    Ok(None) => variant.advance(VariantState::Failed(JobError::BackendUnavailable)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read a pending variant again");
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Brings the mirror's variant to `record`'s state (fetching a done
@@ -118,32 +174,33 @@ impl JobStore {
             JobError::BackendUnavailable
         };
         let field = field_of(&spec);
-        let claim = self
-            .repo
-            .claim(key.as_str(), &field, bytes.len())
-            .await
-            .map_err(unavailable)?;
-        match claim {
-            Claim::QueueFull => Err(JobError::QueueFull),
-            Claim::Won => {
-                // The mirror exists before the job does, so no change is missed.
-                let task = self.mirror(&key, bytes.len());
-                let variant = task.variant_or_insert(spec, VariantState::Queued);
-                if let Err(e) = self.queue.enqueue(key.as_str(), &field, &bytes).await {
-                    let failed = VariantRecord::failed(bytes.len(), &JobError::BackendUnavailable);
-                    let _ = self.repo.publish(key.as_str(), &field, &failed, None).await;
-                    variant.advance(VariantState::Failed(JobError::BackendUnavailable));
-                    return Err(unavailable(e));
+        // The mirror exists before the job does, so no change is missed; a
+        // refused or failed submission takes its new variant out again.
+        let task = self.mirror(&key, bytes.len());
+        let mirrored = task.variants().into_iter().find(|v| v.spec == spec);
+        let variant = task.variant_or_insert(spec, VariantState::Queued);
+        let fresh = !mirrored.is_some_and(|m| Arc::ptr_eq(&m, &variant));
+        let refused = |why: JobError| {
+            if fresh {
+                task.forget(&variant, why.clone());
+                if task.variants().is_empty() {
+                    self.tasks.invalidate(&key);
                 }
-                Ok(Submitted {
-                    task,
-                    variant,
-                    deduplicated: false,
-                })
             }
+            why
+        };
+        let claim = match self.queue.submit(key.as_str(), &field, &bytes).await {
+            Ok(claim) => claim,
+            Err(e) => return Err(refused(unavailable(e))),
+        };
+        match claim {
+            Claim::QueueFull => Err(refused(JobError::QueueFull)),
+            Claim::Won => Ok(Submitted {
+                task,
+                variant,
+                deduplicated: false,
+            }),
             Claim::Existing(record) => {
-                let task = self.mirror(&key, bytes.len());
-                let variant = task.variant_or_insert(spec, VariantState::Queued);
                 // Read again now that the mirror receives changes.
                 let fresh = self.repo.record(key.as_str(), &field).await.ok().flatten();
                 self.apply(&task, spec, fresh.unwrap_or(record)).await;
@@ -153,6 +210,30 @@ impl JobStore {
                     deduplicated: true,
                 })
             }
+        }
+    }
+
+    /// Jobs queued and processing in the whole service: from Redis when
+    /// the queue is shared, else this instance's worker pool (memory mode:
+    /// the instance is the service). While Redis does not answer, this
+    /// instance's figures, marked so.
+    pub async fn queue_figures(&self) -> QueueFigures {
+        let depth = self.queue.depth().await;
+        if let Ok(Some(depth)) = depth {
+            return QueueFigures {
+                queued: depth.waiting,
+                processing: depth.taken,
+                scope: "service",
+            };
+        }
+        if let Err(e) = &depth {
+            tracing::warn!(error = %e, "cannot read the service's queue");
+        }
+        let stats = self.pool().stats();
+        QueueFigures {
+            queued: stats.queued,
+            processing: stats.processing,
+            scope: if depth.is_ok() { "service" } else { "instance" },
         }
     }
 

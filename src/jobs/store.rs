@@ -46,6 +46,9 @@ pub struct StoreSettings {
     pub output_dir: Option<PathBuf>,
     /// `format=auto` tries AVIF only up to this many pixels.
     pub auto_avif_max_pixels: u64,
+    /// A job handed out more often than this is set aside
+    /// (`backend.max_attempts`).
+    pub max_attempts: u32,
 }
 
 impl StoreSettings {
@@ -57,6 +60,7 @@ impl StoreSettings {
             limits: settings.pipeline_limits(),
             output_dir: settings.server.output_dir.clone(),
             auto_avif_max_pixels: settings.quality.auto_avif_max_pixels,
+            max_attempts: settings.backend.max_attempts,
         }
     }
 }
@@ -68,6 +72,7 @@ pub struct JobStore {
     pool: WorkerPool,
     limits: Limits,
     auto_avif_max_pixels: u64,
+    max_attempts: u32,
     output_dir: Option<PathBuf>,
     observer: Option<Arc<dyn JobObserver>>,
     pub(super) repo: Arc<dyn JobRepo>,
@@ -93,6 +98,7 @@ impl JobStore {
             pool,
             limits: settings.limits,
             auto_avif_max_pixels: settings.auto_avif_max_pixels,
+            max_attempts: settings.max_attempts,
             output_dir: settings.output_dir,
             observer: None,
             repo: memory.clone(),
@@ -130,6 +136,11 @@ impl JobStore {
     pub fn with_observer(mut self, observer: Arc<dyn JobObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Deliveries after which a job is set aside.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
     }
 
     pub fn pool(&self) -> &WorkerPool {

@@ -229,6 +229,13 @@ impl Task {
         variant
     }
 
+    /// Takes out `variant`, a submission that did not go through, failing
+    /// it first so whoever waits on it hears `why`.
+    pub(super) fn forget(&self, variant: &Arc<Variant>, why: JobError) {
+        variant.advance(VariantState::Failed(why));
+        self.lock_variants().retain(|v| !Arc::ptr_eq(v, variant));
+    }
+
     pub(super) fn weight(&self) -> u32 {
         let results: usize = self
             .variants()

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::{field_of, spec_of};
 use super::{Admission, JobError, JobStore, TaskKey, VariantSpec, VariantState};
-use crate::backend::{now_micros, BackendError, Phase, QueuedJob, VariantRecord};
+use crate::backend::{now_micros, BackendError, Heard, Phase, QueuedJob, VariantRecord};
 
 /// Pause after a backend error in a loop, so a lost backend is not hammered.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -30,8 +30,14 @@ pub async fn start(
     let mirror = {
         let store = store.clone();
         tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                store.apply_event(event).await;
+            while let Some(heard) = events.recv().await {
+                match heard {
+                    Heard::Change(event) => store.apply_event(*event).await,
+                    // Changes were missed while the subscription was down.
+                    Heard::Resubscribed => {
+                        tokio::spawn(store.clone().resync());
+                    }
+                }
             }
         })
     };
@@ -134,11 +140,18 @@ async fn start_jobs(store: &JobStore, jobs: Vec<QueuedJob>) -> bool {
 }
 
 /// Runs one job from the queue on `slot`, stores its outcome and
-/// acknowledges it.
+/// acknowledges it. A job handed out more than `max_attempts` times (each
+/// worker before died running it) is set aside instead.
 async fn run_job(store: JobStore, job: QueuedJob, slot: Admission) {
     let named = TaskKey::parse(&job.md5).zip(spec_of(&job.variant));
     if let Some((key, spec)) = named {
-        if let Err(e) = work(&store, &job, &key, &spec, slot).await {
+        let done = if job.deliveries > store.max_attempts() {
+            drop(slot);
+            set_aside(&store, &job, &key, &spec).await
+        } else {
+            work(&store, &job, &key, &spec, slot).await
+        };
+        if let Err(e) = done {
             tracing::warn!(error = %e, md5 = %key, "a job could not be finished");
             // Left pending: another instance takes it after `claim_idle`.
             return;
@@ -147,6 +160,37 @@ async fn run_job(store: JobStore, job: QueuedJob, slot: Admission) {
     if let Err(e) = store.queue().ack(&job).await {
         tracing::warn!(error = %e, "cannot acknowledge a finished job");
     }
+}
+
+/// Records a job that stopped its worker every time as failed for good
+/// (`job_failed_repeatedly`), unless it was finished meanwhile.
+async fn set_aside(
+    store: &JobStore,
+    job: &QueuedJob,
+    key: &TaskKey,
+    spec: &VariantSpec,
+) -> Result<(), BackendError> {
+    let repo = store.repo();
+    let field = field_of(spec);
+    let Some(record) = repo.record(key.as_str(), &field).await? else {
+        return Ok(()); // expired, or failed transiently and dropped
+    };
+    if matches!(record.state, Phase::Done | Phase::Error) {
+        return Ok(());
+    }
+    let attempts = job.deliveries - 1;
+    tracing::warn!(
+        id = %job.id,
+        md5 = %key,
+        variant = %field,
+        attempts,
+        "setting aside a job that stopped its worker every time"
+    );
+    let failed = VariantRecord::failed(
+        record.original_size,
+        &JobError::FailedRepeatedly { attempts },
+    );
+    repo.publish(key.as_str(), &field, &failed, None).await
 }
 
 async fn work(
@@ -262,7 +306,9 @@ mod tests {
         memory.enqueue(key.as_str(), field, &input).await.unwrap();
 
         loop {
-            let event = events.recv().await.expect("state changes");
+            let Heard::Change(event) = events.recv().await.expect("state changes") else {
+                continue;
+            };
             if event.record.state == Phase::Done {
                 break;
             }

@@ -27,10 +27,15 @@ pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// Longest `?wait=` in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 30;
 
+/// Jobs queued and processing.
 #[derive(Serialize, ToSchema)]
 pub struct QueueView {
     queued: usize,
     processing: usize,
+    /// `service`: the whole service's jobs (with `backend.kind: redis`,
+    /// every instance's); `instance`: this instance's only, while Redis
+    /// does not answer.
+    scope: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -52,7 +57,7 @@ pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response
     if prefers_html(&headers) {
         return Redirect::to("/app/").into_response();
     }
-    let stats = state.store.pool().stats();
+    let figures = state.store.queue_figures().await;
     Json(ServiceInfo {
         version: env!("CARGO_PKG_VERSION"),
         download_url: state.settings.download.download_url.clone(),
@@ -64,8 +69,9 @@ pub async fn root(State(state): State<AppState>, headers: HeaderMap) -> Response
             .map(|f| f.name())
             .collect(),
         queue: QueueView {
-            queued: stats.queued,
-            processing: stats.processing,
+            queued: figures.queued,
+            processing: figures.processing,
+            scope: figures.scope,
         },
         facts: super::facts::ClientFacts::of(&state.settings),
     })

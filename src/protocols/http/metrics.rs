@@ -1,5 +1,6 @@
 //! Prometheus metrics: jobs by format and outcome, queue depth, jobs in
-//! flight, processing time, bytes in and out. One process-wide recorder.
+//! flight (this instance's pool, and the whole service's queue), processing
+//! time, bytes in and out. One process-wide recorder.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -61,6 +62,11 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.store.pool().stats();
     metrics::gauge!("pixpress_queue_depth").set(stats.queued as f64);
     metrics::gauge!("pixpress_jobs_in_flight").set(stats.processing as f64);
+    let service = state.store.queue_figures().await;
+    if service.scope == "service" {
+        metrics::gauge!("pixpress_service_jobs_queued").set(service.queued as f64);
+        metrics::gauge!("pixpress_service_jobs_in_flight").set(service.processing as f64);
+    }
     let (entries, bytes) = state.store.cache_usage();
     metrics::gauge!("pixpress_cache_entries").set(entries as f64);
     metrics::gauge!("pixpress_cache_bytes").set(bytes as f64);
