@@ -105,7 +105,7 @@ codes! {
     ProcessingTimeout = "processing_timeout", 422, "Processing passed its deadline and was stopped.";
     ShuttingDown = "shutting_down", 503, "The server is shutting down and takes no new work.";
     TooManyConnections = "too_many_connections", 503, "The client address has `server.max_connections_per_client` connections open (HTTP, WebSocket and TCP together).";
-    BackendUnavailable = "backend_unavailable", 503, "The shared job backend (Redis) did not answer.";
+    BackendUnavailable = "backend_unavailable", 503, "The shared backend (Redis) did not answer: jobs, or a chat request with `backend.kind: redis`.";
     InternalError = "internal_error", 500, "Something failed unexpectedly; only this request is affected.";
     // Named files
     InvalidName = "invalid_name", 400, "A file name with a path, a hidden or control character, or too long.";

@@ -14,6 +14,11 @@
 //!   redis`. The room hub delivers to its own members at once and publishes
 //!   every room-wide send for the other instances' members.
 //!
+//! - Chat ([`ChatRepo`]): per-user numbered event logs, messages and their
+//!   marks, contacts, presence counts and the live feed of every user's
+//!   events: [`MemoryChat`] in this process, [`RedisChat`] shared by the
+//!   instances of `backend.kind: redis`.
+//!
 //! The named-file store's trait (`files::FileRepo`) lives with its service,
 //! one file per implementation there too (memory, a directory, Redis).
 //!
@@ -22,10 +27,13 @@
 //! and message, a room frame by its bytes. They import no domain module: the
 //! services turn their states into these records and back.
 
+pub mod chat;
 pub mod frame;
 pub mod memory;
+pub mod memory_chat;
 pub mod redis;
 pub mod redis_bus;
+pub mod redis_chat;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -38,10 +46,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use self::chat::{
+    ChatBounds, ChatNow, ChatRepo, ChatRepoError, ChatRow, EventDraft, EventRow, LiveEvent,
+    LiveFeed, MarkKind, MessageRow, Replayed,
+};
 pub use self::frame::Frame;
+pub use self::memory_chat::MemoryChat;
 pub use self::memory::{MemoryBus, MemoryJobs};
 pub use self::redis::RedisBackend;
 pub use self::redis_bus::RedisBus;
+pub use self::redis_chat::RedisChat;
 
 /// A backend that cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
