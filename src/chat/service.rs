@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::attachments::{self, Attachment, AttachmentInput};
+use super::attachments::{self, Attachment};
 use super::delivery::{self, After, Link, Links};
 use super::error::ChatError;
 use super::events::{self, EventPayload, EventType, Mark, MarkReply, NewMessage, Receipt, Request};
