@@ -37,12 +37,7 @@ async fn instance(settings: &Settings) -> SocketAddr {
         .await
         .expect("the chat store answers");
     let pool = WorkerPool::new(1, 4, Duration::from_secs(60));
-    let app = routes_with(
-        pool,
-        Arc::new(settings.clone()),
-        Arc::new(NoUploads),
-        repo,
-    );
+    let app = routes_with(pool, Arc::new(settings.clone()), Arc::new(NoUploads), repo);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -73,7 +68,13 @@ async fn next(ws: &mut Socket) -> Value {
 async fn send_messages(addr: SocketAddr, bob: &str, n: usize) {
     let mut alice = connect(addr, "alice").await;
     for i in 0..n {
-        request(&mut alice, i, "new", json!({"chatId": bob, "message": format!("m{i}")})).await;
+        request(
+            &mut alice,
+            i,
+            "new",
+            json!({"chatId": bob, "message": format!("m{i}")}),
+        )
+        .await;
     }
     let mut answered = 0;
     while answered < n {
@@ -113,7 +114,10 @@ async fn main() {
         .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
     let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(9);
     println!("chat resume: connect, subscribe from 0, read N events; median of {runs} runs");
-    println!("{:>6} {:>14} {:>20} {:>8}", "N", "memory", "redis (other inst.)", "ratio");
+    println!(
+        "{:>6} {:>14} {:>20} {:>8}",
+        "N", "memory", "redis (other inst.)", "ratio"
+    );
     for n in [10, 100, 1000] {
         let mut memory = Settings::default();
         memory.chat.retention = Duration::from_secs(600);

@@ -82,7 +82,10 @@ impl Client {
         let id = format!("req{:03}", self.next_id);
         let frame = json!({"type":"request","timestamp":1,"id":id,
             "payloadType":payload_type,"payload":payload});
-        self.ws.send(Message::text(frame.to_string())).await.unwrap();
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
         id
     }
 
@@ -217,7 +220,10 @@ async fn a_burst_reaches_every_socket_on_every_instance_in_order_exactly_once() 
         let want: Vec<(u64, Value)> = (0..N)
             .map(|i| (i as u64 + 1, json!(format!("m{i}"))))
             .collect();
-        assert_eq!(seen, want, "bob's socket on {name}: ids 1..=N in order, once each");
+        assert_eq!(
+            seen, want,
+            "bob's socket on {name}: ids 1..=N in order, once each"
+        );
         socket.nothing_pending().await;
     }
     assert!(replayed as usize <= N);
@@ -278,7 +284,10 @@ async fn edits_deletes_and_marks_are_seen_on_every_instance() {
 
     // Alice edits on C; bob sees it live on B and in getMessage on A.
     alice_c
-        .call("edit", json!({"chatId": "bob", "messageId": m1, "message": "uno"}))
+        .call(
+            "edit",
+            json!({"chatId": "bob", "messageId": m1, "message": "uno"}),
+        )
         .await;
     let e = bob.event("edit").await;
     assert_eq!(e["payload"]["message"], "uno");
@@ -289,7 +298,11 @@ async fn edits_deletes_and_marks_are_seen_on_every_instance() {
         .call("getMessage", json!({"chatId": "alice", "messageId": m1}))
         .await;
     assert_eq!(
-        (&got["message"], got["updatedAt"].is_u64(), got["read"].is_u64()),
+        (
+            &got["message"],
+            got["updatedAt"].is_u64(),
+            got["read"].is_u64()
+        ),
         (&json!("uno"), true, true),
         "{got}"
     );
@@ -303,10 +316,7 @@ async fn edits_deletes_and_marks_are_seen_on_every_instance() {
     alice_a
         .call("delete", json!({"chatId": "bob", "messageId": m2}))
         .await;
-    assert_eq!(
-        bob.event("delete").await["payload"]["messageId"],
-        json!(m2)
-    );
+    assert_eq!(bob.event("delete").await["payload"]["messageId"], json!(m2));
     assert_eq!(
         bob_a.event("delete").await["payload"]["messageId"],
         json!(m2)
@@ -317,7 +327,11 @@ async fn edits_deletes_and_marks_are_seen_on_every_instance() {
     assert_eq!(gone["error"], "unknown_message");
     let chat = bob_a.call("getChat", json!({"chatId": "alice"})).await;
     assert_eq!(
-        (&chat["lastId"], &chat["unreadCount"], &chat["lastMessageStatus"]),
+        (
+            &chat["lastId"],
+            &chat["unreadCount"],
+            &chat["lastMessageStatus"]
+        ),
         (&json!(m1), &json!(0), &json!("read"))
     );
     alice_a.event("delete").await;
@@ -348,7 +362,10 @@ async fn history_pages_the_same_from_every_instance() {
     let page = bob_b
         .call("history", json!({"chatId": "alice", "limit": 2}))
         .await;
-    assert_eq!((ids(&page), &page["hasMore"]), (sent[3..].to_vec(), &json!(true)));
+    assert_eq!(
+        (ids(&page), &page["hasMore"]),
+        (sent[3..].to_vec(), &json!(true))
+    );
     let mut bob_c = Client::connect(c, "bob").await;
     let page = bob_c
         .call(
@@ -356,7 +373,10 @@ async fn history_pages_the_same_from_every_instance() {
             json!({"chatId": "alice", "before": sent[3], "limit": 10}),
         )
         .await;
-    assert_eq!((ids(&page), &page["hasMore"]), (sent[..3].to_vec(), &json!(false)));
+    assert_eq!(
+        (ids(&page), &page["hasMore"]),
+        (sent[..3].to_vec(), &json!(false))
+    );
     let list = bob_c
         .call("getMessages", json!({"chatId": "alice", "count": 3}))
         .await;
@@ -369,7 +389,11 @@ async fn history_pages_the_same_from_every_instance() {
     assert_eq!(texts, ["2", "3", "4"]);
     let chats = bob_b.call("getChats", json!({})).await;
     assert_eq!(
-        (&chats[0]["id"], &chats[0]["unreadCount"], &chats[0]["lastId"]),
+        (
+            &chats[0]["id"],
+            &chats[0]["unreadCount"],
+            &chats[0]["lastId"]
+        ),
         (&json!("alice"), &json!(5), &json!(sent[4]))
     );
 }
@@ -388,6 +412,8 @@ async fn a_lost_redis_is_backend_unavailable_and_the_socket_stays_usable() {
         .await;
     assert_eq!(answer["error"], "backend_unavailable", "{answer}");
     // Still answering: a request that needs no store.
-    let answer = alice.call("history", json!({"chatId": "bob", "limit": 0})).await;
+    let answer = alice
+        .call("history", json!({"chatId": "bob", "limit": 0}))
+        .await;
     assert_eq!(answer["error"], "invalid_request", "{answer}");
 }

@@ -222,11 +222,10 @@ impl ChatRepo for MemoryChat {
     }
 
     fn go_online<'a>(&'a self, user: &'a str) -> ChatResult<'a, bool> {
-        let came = self
-            .state()
-            .users
-            .get_mut(user)
-            .is_some_and(|log| log.connections > 0 && !std::mem::replace(&mut log.online, true));
+        let came =
+            self.state().users.get_mut(user).is_some_and(|log| {
+                log.connections > 0 && !std::mem::replace(&mut log.online, true)
+            });
         ready(Ok(came))
     }
 
@@ -599,11 +598,17 @@ mod tests {
         let a2 = say(&s, "a", "b", at(t, 2));
         let ids = now_or_never(s.unmarked("b", "a", a2, MarkKind::Read, at(t, 3)));
         assert_eq!(ids, [a1, a2]);
-        let marks = vec![(a1, vec![draft("a", "read")]), (b1, vec![draft("a", "read")])];
+        let marks = vec![
+            (a1, vec![draft("a", "read")]),
+            (b1, vec![draft("a", "read")]),
+        ];
         let done = now_or_never(s.mark("b", "a", MarkKind::Read, &marks, at(t, 4)));
         assert_eq!(done, [a1], "b's own message is not marked");
         let m = now_or_never(s.message(a1, at(t, 5))).unwrap();
-        assert_eq!((m.delivered, m.read), (Some(1_700_000_004), Some(1_700_000_004)));
+        assert_eq!(
+            (m.delivered, m.read),
+            (Some(1_700_000_004), Some(1_700_000_004))
+        );
         assert_eq!(now_or_never(s.chat("b", "a", at(t, 5))).unread, 1);
         assert!(now_or_never(s.delete(a1, &[], at(t, 6))));
         assert!(!now_or_never(s.delete(a1, &[], at(t, 6))), "once");

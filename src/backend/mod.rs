@@ -51,8 +51,8 @@ pub use self::chat::{
     LiveFeed, MarkKind, MessageRow, Replayed,
 };
 pub use self::frame::Frame;
-pub use self::memory_chat::MemoryChat;
 pub use self::memory::{MemoryBus, MemoryJobs};
+pub use self::memory_chat::MemoryChat;
 pub use self::redis::RedisBackend;
 pub use self::redis_bus::RedisBus;
 pub use self::redis_chat::RedisChat;

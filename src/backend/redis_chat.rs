@@ -500,7 +500,12 @@ fn decode(message: &[u8]) -> Option<LiveEvent> {
 fn message_row(f: Vec<Option<String>>) -> Result<MessageRow, ChatRepoError> {
     let bad = || BackendError::BadRecord(format!("chat message: {f:?}"));
     let text = |i: usize| f.get(i).cloned().flatten().unwrap_or_default();
-    let num = |i: usize| f.get(i).cloned().flatten().and_then(|v| v.parse::<u64>().ok());
+    let num = |i: usize| {
+        f.get(i)
+            .cloned()
+            .flatten()
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     Ok(MessageRow {
         id: num(0).ok_or_else(bad)?,
         from: text(1),
@@ -790,7 +795,8 @@ impl ChatRepo for RedisChat {
         async move {
             let mut call = self.call(&self.scripts.replay, now);
             // Entries after `after` (exclusive); ids are `N-0`.
-            call.arg(user).arg(format!("({}-0", after.min(u64::MAX - 1)));
+            call.arg(user)
+                .arg(format!("({}-0", after.min(u64::MAX - 1)));
             let reply: redis::Value = self.run(&call).await?;
             let items: Vec<redis::Value> = match reply {
                 redis::Value::Int(-1) => {

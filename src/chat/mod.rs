@@ -30,12 +30,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use attachments::{Attachment, AttachmentInput, AttachmentKind};
+pub use delivery::Link;
 pub use error::ChatError;
 pub use events::{
     validate_user_id, HistoryQuery, Mark, MarkReply, MessagesQuery, NewMessage, Receipt, Request,
     Target, UserId,
 };
-pub use delivery::Link;
 pub use service::ChatService;
 
 use self::images::ChatImages;

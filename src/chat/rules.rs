@@ -178,7 +178,10 @@ mod tests {
         let mut r = rules();
         r.max_message_len = 4;
         let code = |e: Result<(), ChatError>| e.unwrap_err().code();
-        assert_eq!(code(r.check_new("a", "b", "12345", false)), "message_too_long");
+        assert_eq!(
+            code(r.check_new("a", "b", "12345", false)),
+            "message_too_long"
+        );
         assert_eq!(code(r.check_new("a", "a", "hi", false)), "invalid_request");
         assert_eq!(code(r.check_new("a", "", "hi", false)), "invalid_request");
         assert_eq!(code(r.check_new("a", "b", "", false)), "invalid_request");
@@ -190,7 +193,10 @@ mod tests {
         let r = rules();
         let m = row("a", "b");
         let code = |e: ChatError| e.code();
-        assert_eq!(code(r.check_author("b", None, &m, "x").unwrap_err()), "forbidden");
+        assert_eq!(
+            code(r.check_author("b", None, &m, "x").unwrap_err()),
+            "forbidden"
+        );
         assert_eq!(
             code(r.check_author("a", Some("c"), &m, "x").unwrap_err()),
             "unknown_message"

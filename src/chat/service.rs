@@ -75,9 +75,7 @@ impl ChatService {
         if self.repo.connect(user, ChatNow::current()).await? {
             self.presence(user, EventType::Online).await;
         }
-        Ok(self
-            .links
-            .attach(user, handle, self.rules.socket_queue))
+        Ok(self.links.attach(user, handle, self.rules.socket_queue))
     }
 
     /// A socket closed; tells the contacts when it was the user's last.
@@ -171,11 +169,10 @@ impl ChatService {
             Request::Subscribe { .. } | Request::New(_) => Err(ChatError::InvalidRequest(
                 "subscribe and new are not carried out here".into(),
             )),
-            Request::Edit { target, message } => {
-                self.edit(user, target.chat_id.as_deref(), target.message_id, message)
-                    .await
-                    .map(|()| ack(target.message_id))
-            }
+            Request::Edit { target, message } => self
+                .edit(user, target.chat_id.as_deref(), target.message_id, message)
+                .await
+                .map(|()| ack(target.message_id)),
             Request::Delete { target } => self
                 .delete(user, target.chat_id.as_deref(), target.message_id)
                 .await
@@ -328,8 +325,12 @@ impl ChatService {
         self.rules.check_text(&text)?;
         let now = ChatNow::current();
         let m = self.kept(message_id, now).await?;
-        self.rules
-            .check_author(user, chat_id, &m, "only the author of a message may edit it")?;
+        self.rules.check_author(
+            user,
+            chat_id,
+            &m,
+            "only the author of a message may edit it",
+        )?;
         self.rules.check_edit(&text, &m)?;
         let content = Content::of(&m);
         let text_arc: Arc<str> = Arc::from(text.as_str());
@@ -361,8 +362,12 @@ impl ChatService {
     ) -> Result<(), ChatError> {
         let now = ChatNow::current();
         let m = self.kept(message_id, now).await?;
-        self.rules
-            .check_author(user, chat_id, &m, "only the author of a message may delete it")?;
+        self.rules.check_author(
+            user,
+            chat_id,
+            &m,
+            "only the author of a message may delete it",
+        )?;
         let drafts = both(EventType::Delete, message_id, user, &m.to, None);
         if !self.repo.delete(message_id, &drafts, now).await? {
             return Err(ChatError::UnknownMessage(message_id));
