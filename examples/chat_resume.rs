@@ -64,23 +64,26 @@ async fn next(ws: &mut Socket) -> Value {
     }
 }
 
-/// Alice sends `n` messages to `bob` on `addr` (answers read as they come).
+/// Alice sends `n` messages to `bob` on `addr`, 32 requests in flight
+/// (within `chat.max_pending_requests`).
 async fn send_messages(addr: SocketAddr, bob: &str, n: usize) {
     let mut alice = connect(addr, "alice").await;
-    for i in 0..n {
-        request(
-            &mut alice,
-            i,
-            "new",
-            json!({"chatId": bob, "message": format!("m{i}")}),
-        )
-        .await;
-    }
-    let mut answered = 0;
-    while answered < n {
-        if next(&mut alice).await["type"] == "response" {
-            answered += 1;
+    let mut sent = 0;
+    while sent < n {
+        let window = (n - sent).min(32);
+        for i in sent..sent + window {
+            let payload = json!({"chatId": bob, "message": format!("m{i}")});
+            request(&mut alice, i, "new", payload).await;
         }
+        let mut answered = 0;
+        while answered < window {
+            let frame = next(&mut alice).await;
+            if frame["type"] == "response" {
+                assert!(frame["payload"]["messageId"].is_u64(), "{frame}");
+                answered += 1;
+            }
+        }
+        sent += window;
     }
 }
 
