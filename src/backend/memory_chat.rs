@@ -80,6 +80,48 @@ impl MemoryChat {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Stores a message (see [`ChatRepo::add_message`]).
+    fn add_now(
+        &self,
+        row: &MessageRow,
+        events: &[EventDraft],
+        now: ChatNow,
+    ) -> Result<(), ChatRepoError> {
+        let bounds = self.bounds;
+        let mut state = self.state();
+        state.user_mut(&row.from, bounds.max_users)?;
+        state.user_mut(&row.to, bounds.max_users)?;
+        state.prune_messages(now.at, bounds.retention);
+        state.messages.insert(
+            row.id,
+            Kept {
+                row: row.clone(),
+                at: now.at,
+            },
+        );
+        let ids = state.chats.entry(chat_key(&row.from, &row.to)).or_default();
+        ids.insert(row.id);
+        let over = ids.len().saturating_sub(bounds.max_messages_per_chat);
+        let evicted: Vec<u64> = ids.iter().take(over).copied().collect();
+        for old in evicted {
+            state.remove_message(old);
+        }
+        while state.messages.len() > bounds.max_messages {
+            let Some((&id, _)) = state.messages.first_key_value() else {
+                break;
+            };
+            state.remove_message(id);
+        }
+        if let Some(u) = state.users.get_mut(&row.from) {
+            u.contacts.insert(row.to.clone());
+        }
+        if let Some(u) = state.users.get_mut(&row.to) {
+            u.contacts.insert(row.from.clone());
+        }
+        state.push_events(events, now, &bounds);
+        Ok(())
+    }
+
     /// Users currently tracked.
     pub fn user_count(&self) -> usize {
         self.state().users.len()
@@ -261,42 +303,7 @@ impl ChatRepo for MemoryChat {
         events: &'a [EventDraft],
         now: ChatNow,
     ) -> ChatResult<'a, ()> {
-        let bounds = self.bounds;
-        let mut state = self.state();
-        let result = (|| {
-            state.user_mut(&row.from, bounds.max_users)?;
-            state.user_mut(&row.to, bounds.max_users)?;
-            state.prune_messages(now.at, bounds.retention);
-            state.messages.insert(
-                row.id,
-                Kept {
-                    row: row.clone(),
-                    at: now.at,
-                },
-            );
-            let ids = state.chats.entry(chat_key(&row.from, &row.to)).or_default();
-            ids.insert(row.id);
-            let over = ids.len().saturating_sub(bounds.max_messages_per_chat);
-            let evicted: Vec<u64> = ids.iter().take(over).copied().collect();
-            for old in evicted {
-                state.remove_message(old);
-            }
-            while state.messages.len() > bounds.max_messages {
-                let Some((&id, _)) = state.messages.first_key_value() else {
-                    break;
-                };
-                state.remove_message(id);
-            }
-            if let Some(u) = state.users.get_mut(&row.from) {
-                u.contacts.insert(row.to.clone());
-            }
-            if let Some(u) = state.users.get_mut(&row.to) {
-                u.contacts.insert(row.from.clone());
-            }
-            state.push_events(events, now, &bounds);
-            Ok(())
-        })();
-        ready(result)
+        ready(self.add_now(row, events, now))
     }
 
     fn message(&self, id: u64, now: ChatNow) -> ChatResult<'_, Option<MessageRow>> {
