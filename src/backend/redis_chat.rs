@@ -716,7 +716,7 @@ impl ChatRepo for RedisChat {
         async move {
             let mut call = self.call(&self.scripts.unmarked, now);
             call.arg(reader).arg(author).arg(upto).arg(field(kind));
-            Ok(self.run(&call).await?)
+            self.run(&call).await
         }
         .boxed()
     }
@@ -739,7 +739,7 @@ impl ChatRepo for RedisChat {
                 call.arg(*id);
                 add_drafts(&mut call, drafts);
             }
-            Ok(self.run(&call).await?)
+            self.run(&call).await
         }
         .boxed()
     }
