@@ -102,11 +102,15 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
             what: "storage",
             message: e.to_string(),
         })?;
+    let chat_repo = crate::chat::connect_repo(&settings)
+        .await
+        .map_err(backend_error)?;
     let chat = crate::chat::start(
         pool.clone(),
         &settings,
         Arc::new(store.clone()),
         store.clone(),
+        chat_repo,
     );
     let (bus, room_state): (Arc<dyn Bus>, Arc<dyn RoomRepos>) = match settings.backend.kind {
         BackendKind::Memory => (Arc::new(MemoryBus::new()), Arc::new(MemoryRoomRepos)),

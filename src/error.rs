@@ -108,7 +108,7 @@ codes! {
     ProcessingTimeout = "processing_timeout", 422, "Processing passed its deadline and was stopped.";
     ShuttingDown = "shutting_down", 503, "The server is shutting down and takes no new work.";
     TooManyConnections = "too_many_connections", 503, "The client address has `server.max_connections_per_client` connections open (HTTP, WebSocket and TCP together).";
-    BackendUnavailable = "backend_unavailable", 503, "The shared job backend (Redis) did not answer.";
+    BackendUnavailable = "backend_unavailable", 503, "The shared backend (Redis) did not answer: jobs, room state, or a chat request with `backend.kind: redis`.";
     JobFailedRepeatedly = "job_failed_repeatedly", 422, "The job stopped its worker `backend.max_attempts` times (the instance died running it) and was set aside; it is not tried again.";
     InternalError = "internal_error", 500, "Something failed unexpectedly; only this request is affected.";
     // Named files

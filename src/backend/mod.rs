@@ -18,6 +18,10 @@
 //!   and roster, so a late joiner on any instance gets the same history,
 //!   text pad and member list: [`MemoryRoomRepos`] in one process,
 //!   [`RedisRooms`] in Redis.
+//! - Chat ([`ChatRepo`]): per-user numbered event logs, messages and their
+//!   marks, contacts, presence counts and the live feed of every user's
+//!   events: [`MemoryChat`] in this process, [`RedisChat`] shared by the
+//!   instances of `backend.kind: redis`.
 //!
 //! The named-file store's trait (`files::FileRepo`) lives with its service,
 //! one file per implementation there too (memory, a directory, Redis).
@@ -27,11 +31,14 @@
 //! and message, a room frame by its bytes. They import no domain module: the
 //! services turn their states into these records and back.
 
+pub mod chat;
 pub mod frame;
 pub mod memory;
+pub mod memory_chat;
 pub mod memory_rooms;
 pub mod redis;
 pub mod redis_bus;
+pub mod redis_chat;
 pub mod redis_rooms;
 pub mod rooms;
 
@@ -46,10 +53,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use self::chat::{
+    ChatBounds, ChatNow, ChatRepo, ChatRepoError, ChatRow, EventDraft, EventRow, LiveEvent,
+    LiveFeed, MarkKind, MessageRow, Replayed,
+};
 pub use self::frame::Frame;
 pub use self::memory::{MemoryBus, MemoryJobs};
+pub use self::memory_chat::MemoryChat;
 pub use self::redis::RedisBackend;
 pub use self::redis_bus::RedisBus;
+pub use self::redis_chat::RedisChat;
 
 // Room state: its own section, see `rooms`.
 pub use self::memory_rooms::MemoryRoomRepos;

@@ -6,7 +6,7 @@
 //! described by the server; anything else is passed on as sent, its `url`
 //! never fetched.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Value};
 
 use super::error::ChatError;
@@ -60,6 +60,32 @@ impl Serialize for Attachment {
             meta: &self.meta,
         }
         .serialize(serializer)
+    }
+}
+
+/// Reads an attachment as it was sent (and stored): the meta under
+/// `payload` or `meta`, `payload` first.
+impl<'de> Deserialize<'de> for Attachment {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            r#type: AttachmentKind,
+            id: String,
+            filename: String,
+            url: String,
+            #[serde(default)]
+            payload: Option<Value>,
+            #[serde(default)]
+            meta: Option<Value>,
+        }
+        let w = Wire::deserialize(deserializer)?;
+        Ok(Self {
+            kind: w.r#type,
+            id: w.id,
+            filename: w.filename,
+            url: w.url,
+            meta: w.payload.or(w.meta).unwrap_or(Value::Null),
+        })
     }
 }
 

@@ -63,6 +63,21 @@ pub enum ChatError {
     /// The server already tracks `chat.max_users` users.
     #[error("the chat has reached its limit of {0} users")]
     TooManyUsers(usize),
+    /// The shared chat store (Redis) did not answer.
+    #[error("the chat store is unavailable: {0}")]
+    BackendUnavailable(String),
+}
+
+impl From<crate::backend::ChatRepoError> for ChatError {
+    fn from(e: crate::backend::ChatRepoError) -> Self {
+        match e {
+            crate::backend::ChatRepoError::TooManyUsers(max) => Self::TooManyUsers(max),
+            crate::backend::ChatRepoError::Backend(e) => {
+                tracing::warn!(error = %e, "chat store");
+                Self::BackendUnavailable(e.to_string())
+            }
+        }
+    }
 }
 
 impl ChatError {
@@ -86,6 +101,7 @@ impl ChatError {
             Self::TooManyUsers(_) => Code::TooManyUsers,
             Self::TooManySockets(_) => Code::TooManySockets,
             Self::FrameTooLarge => Code::FrameTooLarge,
+            Self::BackendUnavailable(_) => Code::BackendUnavailable,
         }
     }
 }

@@ -4,19 +4,24 @@
 //! (described in `docs/chat.md`).
 //!
 //! Parts: `events` (the chat's requests, events and response frames),
-//! `store` (state and rules), `views` (the Message and Chat types clients
-//! read), `service` (the lock and fan-out through the room hub),
-//! `attachments` (message attachments), `images` (message images),
-//! `error` (error codes). This module
+//! `rules` (who may do what, and the answers' bounds), `service` (carries
+//! out requests on the repo, `backend::ChatRepo`: memory or Redis),
+//! `delivery` (live events to this instance's sockets, in order, with no
+//! gap or duplicate), `records` (the chat's types as the repo's records),
+//! `views` (the Message and Chat types clients read), `attachments`
+//! (message attachments), `images` (message images), `error` (error
+//! codes). This module
 //! builds the service and owns the [`UploadedImages`] seam through which
 //! messages may reference images uploaded over HTTP.
 
 pub mod attachments;
+mod delivery;
 mod error;
 pub mod events;
 mod images;
+mod records;
+mod rules;
 mod service;
-mod store;
 pub mod views;
 
 use std::sync::{Arc, Weak};
@@ -25,6 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use attachments::{Attachment, AttachmentInput, AttachmentKind};
+pub use delivery::Link;
 pub use error::ChatError;
 pub use events::{
     validate_user_id, HistoryQuery, Mark, MarkReply, MessagesQuery, NewMessage, Receipt, Request,
@@ -33,8 +39,9 @@ pub use events::{
 pub use service::ChatService;
 
 use self::images::ChatImages;
-use self::store::{ChatStore, StoreLimits};
-use crate::config::Settings;
+use self::rules::Rules;
+use crate::backend::{BackendError, ChatBounds, ChatRepo, MemoryChat, RedisChat};
+use crate::config::{BackendKind, Settings};
 use crate::jobs::{JobStore, WorkerPool};
 use crate::rooms::{HubLimits, RoomHub};
 
@@ -63,14 +70,26 @@ pub trait UploadedImages: Send + Sync {
     }
 }
 
-/// Builds the chat of one server. Called inside a Tokio runtime, it also
-/// starts the retention sweep, which ends when the service is dropped.
-/// Chat images are kept in `images`, the job store.
+/// The chat's store as `backend.kind` says: this process's memory, or the
+/// Redis every instance shares.
+pub async fn connect_repo(settings: &Settings) -> Result<Arc<dyn ChatRepo>, BackendError> {
+    let bounds = ChatBounds::from(&settings.chat);
+    Ok(match settings.backend.kind {
+        BackendKind::Memory => Arc::new(MemoryChat::new(bounds)),
+        BackendKind::Redis => Arc::new(RedisChat::connect(&settings.backend, bounds).await?),
+    })
+}
+
+/// Builds the chat of one server on `repo`. Called inside a Tokio runtime,
+/// it also starts the live delivery and the retention sweep, which end
+/// when the service is dropped. Chat images are kept in `images`, the job
+/// store.
 pub fn start(
     pool: WorkerPool,
     settings: &Settings,
     uploads: Arc<dyn UploadedImages>,
     images: JobStore,
+    repo: Arc<dyn ChatRepo>,
 ) -> Arc<ChatService> {
     let chat = &settings.chat;
     let hub = RoomHub::new(HubLimits {
@@ -81,8 +100,7 @@ pub fn start(
             .saturating_add(1),
     });
     let images = ChatImages::new(pool, uploads, images, settings);
-    let store = ChatStore::new(StoreLimits::from(chat));
-    let service = Arc::new(ChatService::new(store, hub, images));
+    let service = Arc::new(ChatService::new(repo, Rules::from(chat), hub, images));
     start_sweep(Arc::downgrade(&service), chat.retention);
     service
 }
@@ -101,7 +119,7 @@ fn start_sweep(service: Weak<ChatService>, retention: Duration) {
             let Some(service) = service.upgrade() else {
                 return;
             };
-            service.sweep();
+            service.sweep().await;
         }
     });
 }

@@ -1,6 +1,7 @@
 //! The types clients read in responses: a Message (`getMessage`,
 //! `getMessages`) and a Chat (`getChat`, `getChats`), in the original chat
-//! API's names. Times are Unix seconds. The store fills them in.
+//! API's names, and pixpress's earlier `history` page. Times are Unix
+//! seconds. The service fills them in from the repo's records.
 
 use std::sync::Arc;
 
@@ -85,4 +86,30 @@ impl ChatSummary {
             unread_count: 0,
         }
     }
+}
+
+/// A message as `history` returns it, from the asker's point of view.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub message_id: u64,
+    pub chat_id: UserId,
+    pub from: UserId,
+    pub message: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRef>,
+    pub timestamp: u64,
+    pub edited: bool,
+    pub delivered: bool,
+    pub read: bool,
+}
+
+/// A page of `history`, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    pub chat_id: UserId,
+    pub messages: Vec<MessageView>,
+    /// Older messages exist (ask again with `before` = the first id here).
+    pub has_more: bool,
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::wire;
 use crate::auth::{self, IdentityError};
+use crate::backend::{ChatBounds, ChatRepo, MemoryChat};
 use crate::chat::{self, ChatError, ChatService, UploadedImages, UserId};
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -30,16 +31,28 @@ struct ChatState {
     settings: Arc<Settings>,
 }
 
-/// A chat of its own on `pool` (for serving the chat alone), with a job
-/// store of its own for its images; messages may name images that
-/// `uploads` knows.
+/// A chat of its own in memory on `pool` (for serving the chat alone),
+/// with a job store of its own for its images; messages may name images
+/// that `uploads` knows.
 pub fn routes(
     pool: WorkerPool,
     settings: Arc<Settings>,
     uploads: Arc<dyn UploadedImages>,
 ) -> Router {
+    let repo = Arc::new(MemoryChat::new(ChatBounds::from(&settings.chat)));
+    routes_with(pool, settings, uploads, repo)
+}
+
+/// The same on `repo`: e.g. one instance of several on the Redis chat
+/// (`chat::connect_repo`).
+pub fn routes_with(
+    pool: WorkerPool,
+    settings: Arc<Settings>,
+    uploads: Arc<dyn UploadedImages>,
+    repo: Arc<dyn ChatRepo>,
+) -> Router {
     let images = JobStore::new(StoreSettings::of(&settings), pool.clone());
-    let service = chat::start(pool, &settings, uploads, images);
+    let service = chat::start(pool, &settings, uploads, images, repo);
     routes_for(service, settings)
 }
 

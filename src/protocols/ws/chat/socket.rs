@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::envelope::{self, BadFrame, ClientFrame};
 use crate::chat::events::{coded_error_response, error_response};
-use crate::chat::{ChatError, ChatService, UserId};
+use crate::chat::{ChatError, ChatService, Link, UserId};
 use crate::protocols::ws::limiter::{InFlight, InFlightPermit};
 use crate::protocols::ws::socket::{refuse, serve, Session, CLOSE_TRY_AGAIN};
 use crate::rooms::{Frame, MemberHandle, Membership};
@@ -38,13 +38,16 @@ pub async fn run(socket: WebSocket, service: Arc<ChatService>, user: UserId, max
         }
     };
     let (membership, outbound) = membership;
-    if let Err(error) = service.connect(&user) {
-        drop(membership);
-        let frame = error_response(&Value::Null, &error);
-        refuse(socket, Frame::text(frame), CLOSE_TRY_AGAIN, "chat is full").await;
-        return;
-    }
-    let session = ChatSession::start(service, user, membership, max_pending);
+    let link = match service.connect(&user, membership.handle()).await {
+        Ok(link) => link,
+        Err(error) => {
+            drop(membership);
+            let frame = error_response(&Value::Null, &error);
+            refuse(socket, Frame::text(frame), CLOSE_TRY_AGAIN, "chat is full").await;
+            return;
+        }
+    };
+    let session = ChatSession::start(service, link, membership, max_pending);
     serve(socket, outbound, Vec::new(), session).await;
 }
 
@@ -53,7 +56,7 @@ type Pending = (Result<ClientFrame, BadFrame>, InFlightPermit);
 
 struct ChatSession {
     service: Arc<ChatService>,
-    user: UserId,
+    link: Arc<Link>,
     handle: MemberHandle,
     /// Leaves the user's room when dropped.
     membership: Option<Membership>,
@@ -66,24 +69,24 @@ struct ChatSession {
 impl ChatSession {
     fn start(
         service: Arc<ChatService>,
-        user: UserId,
+        link: Arc<Link>,
         membership: Membership,
         max_pending: usize,
     ) -> Self {
         let (pending, mut queue) = mpsc::unbounded_channel::<Pending>();
         let handle = membership.handle();
         let worker = {
-            let (service, user, me) = (service.clone(), user.clone(), handle.clone());
+            let (service, link) = (service.clone(), link.clone());
             tokio::spawn(async move {
                 while let Some((frame, place)) = queue.recv().await {
-                    carry_out(&service, &me, &user, frame).await;
+                    carry_out(&service, &link, frame).await;
                     drop(place);
                 }
             })
         };
         Self {
             service,
-            user,
+            link,
             handle,
             membership: Some(membership),
             pending,
@@ -113,20 +116,16 @@ impl ChatSession {
     }
 }
 
-async fn carry_out(
-    service: &ChatService,
-    me: &MemberHandle,
-    user: &str,
-    frame: Result<ClientFrame, BadFrame>,
-) {
+async fn carry_out(service: &ChatService, link: &Arc<Link>, frame: Result<ClientFrame, BadFrame>) {
+    let (me, user) = (link.handle(), link.user());
     match frame {
-        Ok(ClientFrame::Request { id, request }) => service.handle(me, user, &id, request).await,
+        Ok(ClientFrame::Request { id, request }) => service.handle(link, &id, request).await,
         Ok(ClientFrame::Typing { chat_id }) => {
-            if let Err(error) = service.typing(user, &chat_id) {
+            if let Err(error) = service.typing(user, &chat_id).await {
                 me.send_self(Frame::text(error_response(&Value::Null, &error)));
             }
         }
-        Ok(ClientFrame::Offline) => service.offline(user),
+        Ok(ClientFrame::Offline) => service.offline(user).await,
         Ok(ClientFrame::Ack) => {}
         Err(BadFrame { id, error }) => {
             me.send_self(Frame::text(error_response(&id, &error)));
@@ -158,6 +157,9 @@ impl Drop for ChatSession {
         self.worker.abort();
         // Leave the room first, so the offline notice reaches no one here.
         self.membership.take();
-        self.service.disconnect(&self.user);
+        let (service, link) = (self.service.clone(), self.link.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { service.disconnect(&link).await });
+        }
     }
 }
