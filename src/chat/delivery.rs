@@ -46,6 +46,10 @@ struct LinkState {
     floor: u64,
     /// Frames held while the socket waits.
     held: Option<Held>,
+    /// Requests of this socket holding it until they are answered: while
+    /// any is, a catch-up sends nothing (the log may hold a request's own
+    /// event, which must follow its response).
+    requests: u32,
 }
 
 #[derive(Default)]
@@ -55,6 +59,17 @@ struct Held {
     overflowed: bool,
     /// Whether the socket was live before it was held.
     was_live: bool,
+}
+
+/// Who releases what a socket holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// A request's answer (its response first).
+    Request,
+    /// A catch-up read of the log; a hole may remain for another try.
+    CatchUp,
+    /// The last catch-up try: a hole the log cannot fill is accepted.
+    CatchUpLast,
 }
 
 /// Whether a socket must read the log to close a gap.
@@ -78,7 +93,11 @@ impl Link {
     /// (around a request of its own). A socket not subscribed is not held.
     pub fn hold(&self) {
         let mut state = lock(&self.state);
-        if state.live && state.held.is_none() {
+        if !state.live {
+            return;
+        }
+        state.requests += 1;
+        if state.held.is_none() {
             state.held = Some(Held {
                 was_live: true,
                 ..Held::default()
@@ -92,6 +111,7 @@ impl Link {
         let mut state = lock(&self.state);
         let was_live = state.live;
         state.live = true;
+        state.requests += 1;
         state.floor = floor;
         state.held = Some(Held {
             was_live,
@@ -103,12 +123,13 @@ impl Link {
     /// (`floor`, when given, replaces it first), then what was held, in
     /// order, and stops holding. `CatchUp` when a gap remains.
     pub fn release(&self, first: Vec<Frame>, floor: Option<u64>, replay: &[EventRow]) -> After {
-        self.release_as(first, floor, replay, false)
+        self.release_as(first, floor, replay, Release::Request)
     }
 
     /// A failed `subscribe`: sends `first` and goes back to how it was.
     pub fn abandon(&self, first: Frame) {
         let mut state = lock(&self.state);
+        state.requests = state.requests.saturating_sub(1);
         if let Some(held) = state.held.take() {
             state.live = held.was_live;
         }
@@ -120,9 +141,17 @@ impl Link {
         first: Vec<Frame>,
         floor: Option<u64>,
         replay: &[EventRow],
-        accept_holes: bool,
+        how: Release,
     ) -> After {
         let mut state = lock(&self.state);
+        if how == Release::Request {
+            state.requests = state.requests.saturating_sub(1);
+        } else if state.requests > 0 {
+            // The request's own release sends what is held, and catches up
+            // again if a gap remains.
+            return After::Done;
+        }
+        let accept_holes = how == Release::CatchUpLast;
         let mut batch = first;
         if let Some(floor) = floor {
             state.floor = floor;
@@ -134,6 +163,13 @@ impl Link {
             }
         }
         let mut after = After::Done;
+        if state.requests > 0 {
+            // Another request still waits for its response: keep holding.
+            if !batch.is_empty() {
+                self.handle.send_self(batch);
+            }
+            return after;
+        }
         if let Some(held) = state.held.take() {
             if held.overflowed {
                 state.held = Some(Held {
@@ -229,14 +265,18 @@ pub async fn catch_up(repo: &dyn ChatRepo, link: &Link) {
         let floor = link.floor();
         match repo.replay(&link.user, floor, ChatNow::current()).await {
             Ok(r) => {
-                let last_try = attempt == CATCH_UP_TRIES;
-                if link.release_as(Vec::new(), None, &r.events, last_try) == After::Done {
+                let how = if attempt == CATCH_UP_TRIES {
+                    Release::CatchUpLast
+                } else {
+                    Release::CatchUp
+                };
+                if link.release_as(Vec::new(), None, &r.events, how) == After::Done {
                     return;
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, user = %link.user, "chat socket cannot catch up");
-                let _ = link.release_as(Vec::new(), None, &[], true);
+                let _ = link.release_as(Vec::new(), None, &[], Release::CatchUpLast);
                 return;
             }
         }

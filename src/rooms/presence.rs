@@ -25,6 +25,7 @@ use crate::backend::Frame;
 use crate::backend::{
     BackendError, Entered, HistoryBounds, MemoryRoomRepos, RoomRepo, RoomRepos, RosterEntry,
 };
+use crate::error::Code;
 
 /// The role of members who have arrived (told of later arrivals).
 pub const PRESENT: &str = "present";
@@ -38,6 +39,16 @@ pub enum ArriveError {
     Backend(#[from] BackendError),
     #[error("too many arrivals and departures waiting; try again")]
     Busy,
+}
+
+impl ArriveError {
+    /// The registry code a refused joiner is told, and the close reason.
+    pub fn refusal(&self) -> (Code, &'static str) {
+        match self {
+            Self::Full(_) => (Code::RoomFull, "room is full"),
+            Self::Backend(_) | Self::Busy => (Code::BackendUnavailable, "room state unavailable"),
+        }
+    }
 }
 
 /// The present members of every room of one protocol. Cheap to clone.

@@ -463,9 +463,13 @@ pub async fn download(
     Extension(caller): Extension<Caller>,
     Path(md5): Path<String>,
     options: Result<Query<UploadOptions>, QueryRejection>,
+    link: Result<Query<LinkParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(options) = options.map_err(query_error)?;
+    // Checked by the signed-link guard when links are signed; either way a
+    // malformed one is a bad query, not something to ignore.
+    link.map_err(query_error)?;
     let task = find_task(&state, &caller, &md5).await?;
     let rules = OptionRules::from(&*state.settings);
     let spec = if options.is_empty() {
@@ -489,6 +493,15 @@ pub async fn download(
         response
     };
     answer.map(vary).or_else(|e| Ok(vary(e.into_response())))
+}
+
+/// A signed link's own parameters, as the download's query holds them.
+#[derive(Debug, serde::Deserialize)]
+pub struct LinkParams {
+    #[serde(rename = "expires")]
+    _expires: Option<u64>,
+    #[serde(rename = "signature")]
+    _signature: Option<String>,
 }
 
 /// The download answer for the variant `options` pick; with `negotiated`

@@ -172,12 +172,7 @@ impl socket::RoomProtocol for Img2ImgRooms {
 /// Turns a client away (room full, or its member count unavailable) with
 /// an error and close code 1013, try again later.
 async fn refuse(socket: WebSocket, e: ArriveError) {
-    let (code, reason) = match e {
-        ArriveError::Full(_) => (Code::RoomFull, "room is full"),
-        ArriveError::Backend(_) | ArriveError::Busy => {
-            (Code::BackendUnavailable, "room state unavailable")
-        }
-    };
+    let (code, reason) = e.refusal();
     let msg = json(&Out::Error {
         message: code.as_str(),
         detail: &e.to_string(),

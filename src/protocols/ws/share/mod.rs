@@ -190,12 +190,7 @@ impl socket::RoomProtocol for ShareRooms {
 /// Turns a joiner away (room full, or its member list unavailable) with an
 /// error and close code 1013, try again later.
 async fn refuse(socket: WebSocket, e: ArriveError) {
-    let (code, reason) = match e {
-        ArriveError::Full(_) => (Code::RoomFull, "room is full"),
-        ArriveError::Backend(_) | ArriveError::Busy => {
-            (Code::BackendUnavailable, "room state unavailable")
-        }
-    };
+    let (code, reason) = e.refusal();
     let msg = json(&Out::Error {
         error: &e.to_string(),
         code,
