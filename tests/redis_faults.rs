@@ -18,7 +18,6 @@ use pixpress::config::{BackendKind, Settings};
 use pixpress::jobs::{OptionRules, TaskKey, UploadOptions, VariantSpec};
 use redis::AsyncCommands;
 use redis_support::Redis;
-use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -58,18 +57,6 @@ async fn connection(redis: &Redis) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("redis answers")
-}
-
-async fn upload(base: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-    let form = Form::new().part("picture", Part::bytes(bytes).file_name("photo.jpg"));
-    let r = reqwest::Client::new()
-        .post(format!("{base}/upload"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload answered");
-    let status = r.status();
-    (status, r.json().await.expect("json answer"))
 }
 
 async fn get_json(url: String) -> (StatusCode, Value) {
@@ -170,7 +157,7 @@ async fn redis_killed_mid_load_answers_503_and_the_service_recovers_when_it_retu
                 }
                 let image = jpeg(24 + n % 50, 24 + n / 50);
                 let md5 = TaskKey::of(&image).to_string();
-                let (status, body) = upload(&base, image).await;
+                let (status, body) = common::http::upload(&base, image, &[]).await;
                 if answers_tx.send((md5, status, body)).is_err() {
                     break;
                 }
@@ -254,7 +241,7 @@ async fn redis_killed_mid_load_answers_503_and_the_service_recovers_when_it_retu
         assert_eq!(variants[0]["status"], "done", "{md5}: {variants:?}");
     }
     // And new uploads complete again.
-    let (status, body) = upload(&base, jpeg(77, 61)).await;
+    let (status, body) = common::http::upload(&base, jpeg(77, 61), &[]).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let variants = settled(&base, body["md5"].as_str().unwrap()).await;
     assert_eq!(variants[0]["status"], "done", "{variants:?}");
@@ -321,7 +308,7 @@ async fn a_job_whose_worker_dies_every_time_is_set_aside_after_max_attempts() {
     let pending: redis::streams::StreamPendingReply =
         conn.xpending("dead-letter:jobs", "workers").await.unwrap();
     assert_eq!(pending.count(), 0);
-    let (status, body) = upload(&base, image).await;
+    let (status, body) = common::http::upload(&base, image, &[]).await;
     assert!(status.is_success(), "{body}");
     let variants = settled(&base, key.as_str()).await;
     assert_eq!(variants[0]["code"], "job_failed_repeatedly", "{variants:?}");

@@ -332,6 +332,25 @@ impl RedisBackend {
         Ok(conn.xlen(self.keys.jobs()).await?)
     }
 
+    /// A variant's record, unless it is missing or done with its result
+    /// expired (then the variant may be claimed again).
+    async fn live_record(
+        &self,
+        key: &str,
+        field: &str,
+    ) -> Result<Option<VariantRecord>, BackendError> {
+        let Some(record) = self.record(key, field).await? else {
+            return Ok(None);
+        };
+        if record.state == Phase::Done {
+            let mut conn = self.conn.clone();
+            if !conn.exists::<_, bool>(self.keys.result(key, field)).await? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(record))
+    }
+
     /// Claims a variant for this caller unless it exists already. A done
     /// variant whose result has expired is claimed again.
     pub async fn claim<K, F>(
@@ -347,14 +366,8 @@ impl RedisBackend {
         let (key, field) = (key.as_ref(), spec.field());
         let hash = self.keys.task(key);
         let mut conn = self.conn.clone();
-        if let Some(record) = self.record(key, &*field).await? {
-            let gone: bool = record.state == Phase::Done
-                && !conn
-                    .exists::<_, bool>(self.keys.result(key, &field))
-                    .await?;
-            if !gone {
-                return Ok(Claim::Existing(record));
-            }
+        if let Some(record) = self.live_record(key, &field).await? {
+            return Ok(Claim::Existing(record));
         }
         if self.outstanding().await? >= self.max_queue {
             return Ok(Claim::QueueFull);
@@ -426,14 +439,8 @@ impl RedisBackend {
     {
         let (key, field) = (key.as_ref(), spec.field());
         let mut conn = self.conn.clone();
-        if let Some(record) = self.record(key, &*field).await? {
-            let gone: bool = record.state == Phase::Done
-                && !conn
-                    .exists::<_, bool>(self.keys.result(key, &field))
-                    .await?;
-            if !gone {
-                return Ok(Claim::Existing(record));
-            }
+        if let Some(record) = self.live_record(key, &field).await? {
+            return Ok(Claim::Existing(record));
         }
         static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
         let script = SCRIPT.get_or_init(|| redis::Script::new(SUBMIT));

@@ -286,14 +286,8 @@ impl ChatService {
         let id = self.repo.next_message_id().await?;
         let text: Arc<str> = Arc::from(new.message.as_str());
         let payload = |chat_id: &str| EventPayload {
-            chat_id: chat_id.to_owned(),
             user_id: Some(from.to_owned()),
-            message_id: Some(id),
-            message: Some(text.clone()),
-            attachments: content.attachments.clone(),
-            from: Some(from.to_owned()),
-            image: content.image.clone(),
-            ..EventPayload::default()
+            ..message_payload(chat_id, from, id, &text, &content)
         };
         let drafts = [
             records::draft(to, EventType::New, &payload(from)),
@@ -334,15 +328,8 @@ impl ChatService {
         self.rules.check_edit(&text, &m)?;
         let content = Content::of(&m);
         let text_arc: Arc<str> = Arc::from(text.as_str());
-        let payload = |chat_id: &str| EventPayload {
-            chat_id: chat_id.to_owned(),
-            message_id: Some(message_id),
-            message: Some(text_arc.clone()),
-            attachments: content.attachments.clone(),
-            from: Some(user.to_owned()),
-            image: content.image.clone(),
-            ..EventPayload::default()
-        };
+        let payload =
+            |chat_id: &str| message_payload(chat_id, user, message_id, &text_arc, &content);
         let drafts = [
             records::draft(&m.to, EventType::Edit, &payload(user)),
             records::draft(user, EventType::Edit, &payload(&m.to)),
@@ -518,4 +505,24 @@ fn both(
 /// A response payload from a view type (plain data: it always serialises).
 fn to_payload<T: serde::Serialize>(view: &T) -> Value {
     serde_json::to_value(view).expect("chat views serialise")
+}
+
+/// The payload of a message's `new` or `edit` event, as `chat_id`'s side
+/// of the chat sees it.
+fn message_payload(
+    chat_id: &str,
+    from: &str,
+    message_id: u64,
+    text: &Arc<str>,
+    content: &Content,
+) -> EventPayload {
+    EventPayload {
+        chat_id: chat_id.to_owned(),
+        message_id: Some(message_id),
+        message: Some(text.clone()),
+        attachments: content.attachments.clone(),
+        from: Some(from.to_owned()),
+        image: content.image.clone(),
+        ..EventPayload::default()
+    }
 }
