@@ -3,25 +3,20 @@
 //! throwaway `redis-server` and a key prefix of the test's own, serve one
 //! chat. Frames are awaited with a bounded wait, never a sleep.
 
+mod chat_client;
 mod redis_support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use chat_client::Client;
 use pixpress::chat::{ImageRef, UploadedImages};
 use pixpress::config::{BackendKind, Settings};
 use pixpress::jobs::WorkerPool;
 use pixpress::protocols::ws::chat::routes_with;
 use redis_support::Redis;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-/// Upper bound for any single frame to arrive; hitting it fails the test.
-const WAIT: Duration = Duration::from_secs(20);
 
 struct NoUploads;
 
@@ -54,91 +49,6 @@ async fn instances(redis: &Redis, test: &str) -> [SocketAddr; 3] {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     }
     addrs.try_into().unwrap()
-}
-
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    next_id: u64,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr, user: &str) -> Self {
-        let url = format!("ws://{addr}/ws/chat?user={user}");
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connects");
-        Self { ws, next_id: 0 }
-    }
-
-    /// Connects and subscribes from `last`; returns the subscribe answer.
-    async fn subscribed(addr: SocketAddr, user: &str, last: u64) -> (Self, Value) {
-        let mut c = Self::connect(addr, user).await;
-        let answer = c.call("subscribe", json!({ "lastEventId": last })).await;
-        (c, answer)
-    }
-
-    async fn send(&mut self, payload_type: &str, payload: Value) -> String {
-        self.next_id += 1;
-        let id = format!("req{:03}", self.next_id);
-        let frame = json!({"type":"request","timestamp":1,"id":id,
-            "payloadType":payload_type,"payload":payload});
-        self.ws
-            .send(Message::text(frame.to_string()))
-            .await
-            .unwrap();
-        id
-    }
-
-    async fn next(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("a frame within the time limit")
-                .expect("the socket is open")
-                .expect("a readable frame");
-            match msg {
-                Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("unexpected frame {other:?}"),
-            }
-        }
-    }
-
-    async fn response(&mut self, id: &str) -> Value {
-        let frame = self.next().await;
-        assert_eq!(frame["type"], "response", "{frame}");
-        assert_eq!(frame["id"], id, "{frame}");
-        frame["payload"].clone()
-    }
-
-    async fn call(&mut self, payload_type: &str, payload: Value) -> Value {
-        let id = self.send(payload_type, payload).await;
-        self.response(&id).await
-    }
-
-    async fn say(&mut self, to: &str, text: &str) -> u64 {
-        let answer = self
-            .call("new", json!({"chatId": to, "message": text}))
-            .await;
-        answer["messageId"].as_u64().expect("a message id")
-    }
-
-    async fn event(&mut self, kind: &str) -> Value {
-        let frame = self.next().await;
-        assert_eq!(frame["type"], "event", "{frame}");
-        assert_eq!(frame["eventType"], kind, "{frame}");
-        frame
-    }
-
-    /// Proves nothing else is queued for this socket ahead of a fresh
-    /// response.
-    async fn nothing_pending(&mut self) {
-        let id = self
-            .send("history", json!({"chatId": "nobody", "limit": 1}))
-            .await;
-        let frame = self.next().await;
-        assert_eq!(frame["id"], id, "expected nothing pending, got {frame}");
-    }
 }
 
 fn event_id(frame: &Value) -> u64 {
