@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use pixpress::chat::{ImageRef, UploadedImages};
 use pixpress::config::{BackendKind, Settings};
@@ -24,8 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 struct NoUploads;
 
 impl UploadedImages for NoUploads {
-    fn find(&self, _md5: &str) -> Option<ImageRef> {
-        None
+    fn find<'a>(&'a self, _md5: &'a str) -> BoxFuture<'a, Option<ImageRef>> {
+        Box::pin(std::future::ready(None))
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use chat_client::Client;
+use futures_util::future::BoxFuture;
 use futures_util::SinkExt;
 use md5::{Digest, Md5};
 use pixpress::chat::{ImageRef, UploadedImages};
@@ -26,8 +27,8 @@ use tokio_tungstenite::tungstenite::Message;
 struct Uploads(HashMap<String, ImageRef>);
 
 impl UploadedImages for Uploads {
-    fn find(&self, md5: &str) -> Option<ImageRef> {
-        self.0.get(md5).cloned()
+    fn find<'a>(&'a self, md5: &'a str) -> BoxFuture<'a, Option<ImageRef>> {
+        Box::pin(std::future::ready(self.0.get(md5).cloned()))
     }
 }
 

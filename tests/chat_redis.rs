@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_client::Client;
+use futures_util::future::BoxFuture;
 use pixpress::chat::{ImageRef, UploadedImages};
 use pixpress::config::{BackendKind, Settings};
 use pixpress::jobs::WorkerPool;
@@ -21,8 +22,8 @@ use serde_json::{json, Value};
 struct NoUploads;
 
 impl UploadedImages for NoUploads {
-    fn find(&self, _md5: &str) -> Option<ImageRef> {
-        None
+    fn find<'a>(&'a self, _md5: &'a str) -> BoxFuture<'a, Option<ImageRef>> {
+        Box::pin(std::future::ready(None))
     }
 }
 

@@ -174,6 +174,27 @@ async fn uploads_past_max_queued_bytes_get_503_queue_full() {
     server.shutdown().await;
 }
 
+/// `upload.job_timeout`: a job past its deadline fails with
+/// `processing_timeout` in its status.
+#[tokio::test]
+async fn a_job_past_job_timeout_fails_with_processing_timeout() {
+    let mut s = common::test_settings();
+    s.upload.job_timeout = Duration::from_millis(1);
+    let server = common::start(s).await;
+    let base = common::base_url(&server);
+    let image = common::jpeg(1600, 1600);
+    let md5 = md5_hex(&image);
+    let (status, _) = upload(&base, &image, &[("format", "png"), ("quality", "auto")]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let entry = &wait_status(&base, &md5).await[0];
+    assert_eq!(entry["status"], "error", "{entry}");
+    assert_eq!(entry["code"], "processing_timeout", "{entry}");
+    let (status, body) = get(format!("{base}/download/{md5}")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"], "processing_timeout");
+    server.shutdown().await;
+}
+
 /// `server.shutdown_grace`: jobs still queued or running when it ends are
 /// given up, and the shutdown says so.
 #[tokio::test]
@@ -265,6 +286,148 @@ async fn an_img2img_room_past_max_members_refuses_with_room_full_and_1013() {
         .await
         .unwrap();
     assert_eq!(next_json(&mut inside[0]).await.unwrap()["type"], "pong");
+    server.shutdown().await;
+}
+
+/// `img2img.member_queue`: a consumer that stops reading is dropped once
+/// its queue is full, while the producer goes on getting its results.
+#[tokio::test]
+async fn an_img2img_consumer_that_stops_reading_is_dropped_past_member_queue() {
+    let mut s = common::test_settings();
+    s.img2img.member_queue = 2;
+    let server = common::start(s).await;
+    let addr = server.http_addr;
+    let mut producer = ws(addr, "/ws/img2img/slow").await;
+    next_json(&mut producer).await;
+    // A consumer with a small receive buffer that never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/ws/img2img/slow"),
+        MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .expect("connects");
+    next_json(&mut stuck).await;
+    stuck
+        .send(Message::text(
+            json!({"type": "register", "client_type": "consumer"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut stuck).await.unwrap()["type"], "registered");
+    // Noise: each result is a JPEG of some hundred kilobytes, so the
+    // results together are far more than the socket buffers hold.
+    let image = png(512, 512, 11);
+    let rounds = 60;
+    for i in 0..rounds {
+        let meta = json!({"type": "img2img_binary", "prompt": "", "format": "png", "timestamp": i});
+        producer
+            .send(Message::text(meta.to_string()))
+            .await
+            .unwrap();
+        producer.send(Message::binary(image.clone())).await.unwrap();
+        let result = next_json(&mut producer).await.expect("a result");
+        assert_eq!(result["type"], "img2img_result_binary", "{result}");
+        assert_eq!(result["timestamp"], i);
+    }
+    // Every result is a text frame and a binary frame.
+    let sent = 2 * rounds;
+    let mut got = 0;
+    while got < sent {
+        match tokio::time::timeout(WAIT, stuck.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Text(_) | Message::Binary(_))) => got += 1,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => break,
+        }
+    }
+    assert!(
+        got < sent,
+        "the stuck consumer was dropped after {got} of {sent} messages"
+    );
+    server.shutdown().await;
+}
+
+/// `share.history_max_bytes`: room history over the bound is dropped, so
+/// a late joiner gets less of it; the room itself goes on.
+#[tokio::test]
+async fn share_history_over_history_max_bytes_is_dropped() {
+    let mut s = common::test_settings();
+    s.share.history = 20;
+    s.share.history_max_bytes = 4096;
+    let server = common::start(s).await;
+    let addr = server.http_addr;
+    let mut alice = ws(addr, "/ws/share/h?name=alice").await;
+    next_json(&mut alice).await; // the member list
+    let body = "x".repeat(1000);
+    let count = 10;
+    for i in 0..count {
+        let text = format!("{i}:{body}");
+        alice
+            .send(Message::text(
+                json!({"type": "text", "text": text}).to_string(),
+            ))
+            .await
+            .unwrap();
+        loop {
+            let m = next_json(&mut alice).await.unwrap();
+            if m["type"] == "text" {
+                break;
+            }
+        }
+    }
+    // About 10 kB of history against a bound of 4 kB: a late joiner gets
+    // less than all of it (the cache drops it as it settles).
+    let mut n = 0;
+    let held = until("the history to be bounded", || {
+        n += 1;
+        let path = format!("/ws/share/h?name=late{n}");
+        let probe = format!("probe {n}");
+        let body = body.clone();
+        async move {
+            let mut late = ws(addr, &path).await;
+            // The history comes first; the joiner's own text, echoed
+            // back, marks its end.
+            late.send(Message::text(
+                json!({"type": "text", "text": probe}).to_string(),
+            ))
+            .await
+            .unwrap();
+            let mut texts = 0;
+            loop {
+                let m = next_json(&mut late).await.expect("the socket is open");
+                if m["type"] == "text" {
+                    if m["text"] == probe.as_str() {
+                        break;
+                    }
+                    if m["text"].as_str().is_some_and(|t| t.ends_with(&body)) {
+                        texts += 1;
+                    }
+                }
+            }
+            (texts < count).then_some(texts)
+        }
+    })
+    .await;
+    assert!(held < count);
+    // The room still works.
+    alice
+        .send(Message::text(
+            json!({"type": "text", "text": "still"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    // (The late joiners' probes reach alice first.)
+    loop {
+        let m = next_json(&mut alice).await.unwrap();
+        if m["type"] == "text" && m["text"] == "still" {
+            break;
+        }
+    }
     server.shutdown().await;
 }
 

@@ -500,3 +500,34 @@ async fn an_image_kept_by_one_instance_is_found_by_another() {
     assert!(b.kept(&"0".repeat(32), &spec).await.is_none());
     redis.clean_up().await;
 }
+
+#[tokio::test]
+async fn a_chat_message_names_an_upload_that_another_instance_finished() {
+    use pixpress::chat::UploadedImages;
+    let Some(redis) = shared("chat-upload").await else {
+        return;
+    };
+    let s = redis.settings();
+    let store = |backend: RedisBackend| {
+        let pool = pixpress::jobs::WorkerPool::new(1, 1, Duration::from_secs(30));
+        pixpress::jobs::JobStore::new(pixpress::jobs::StoreSettings::of(&s), pool)
+            .with_backend(Arc::new(backend))
+    };
+    let a = store(redis.other_instance().await);
+    let b = store(redis.other_instance().await);
+    // A finishes an upload's variant; B has never seen the task.
+    let spec = default_spec();
+    let output =
+        pixpress::pipeline::process(&jpeg(40, 30), &spec.options(Default::default())).unwrap();
+    let bytes = output.bytes.clone();
+    let (key, _) = a.keep(spec, output).await.expect("kept");
+    assert!(b.task(&key).is_none());
+
+    let found = b.find(key.as_str()).await.expect("B finds A's upload");
+    assert_eq!(found.md5, key.as_str());
+    assert_eq!(found.url, format!("/download/{key}?{}", spec.query()));
+    assert_eq!((found.width, found.height), (40, 30));
+    assert_eq!(b.bytes(key.as_str()).await.as_deref(), Some(&bytes[..]));
+    assert!(b.find(&"0".repeat(32)).await.is_none());
+    redis.clean_up().await;
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use common::*;
+use common::{http, spawned};
 use futures_util::{SinkExt, StreamExt};
 use pixpress::backend::redis::Claim;
 use pixpress::backend::{JobQueue, RedisBackend};
@@ -392,4 +393,54 @@ async fn queue_figures_count_the_whole_service() {
     assert_eq!((depth.waiting, depth.taken), (0, 2));
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_whose_instance_is_killed_mid_run_is_finished_by_another() {
+    let redis = Redis::start();
+    let config = format!(
+        "server: {{host: 127.0.0.1, port: 0}}\n\
+         tcp: {{port: 0}}\n\
+         upload: {{max_concurrent_tasks: 1, rate_limit_per_minute: 0}}\n\
+         backend: {{kind: redis, redis_url: \"{}\", key_prefix: \"killed:\", claim_idle: 1s}}\n",
+        redis.url
+    );
+    // Instance A takes the job; it is killed (SIGKILL) while it runs it.
+    let mut a = spawned::spawn_server(&config);
+    let base_a = format!("http://{}", a.http);
+    let image = jpeg(4000, 3000);
+    let md5 = http::md5_hex(&image);
+    let (status, _) = http::upload(&base_a, &image, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    poll(format!("{base_a}/status/{md5}"), |_, body| {
+        body[0]["status"] == "processing"
+    })
+    .await;
+    a.kill();
+
+    // Instance B starts after A is gone and takes the job over once it has
+    // been idle for `claim_idle`.
+    let b = spawned::spawn_server(&config);
+    let base_b = format!("http://{}", b.http);
+    let entries = settled(&base_b, &md5).await;
+    assert_eq!(entries[0]["status"], "done", "{entries:?}");
+    let metrics = reqwest::get(format!("{base_b}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"pixpress_jobs_total{format="webp",outcome="done"} 1"#),
+        "B ran the job: {metrics}"
+    );
+    let webp = reqwest::get(format!("{base_b}/download/{md5}"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(webp.starts_with(b"RIFF") && &webp[8..12] == b"WEBP");
 }

@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
+use common::spawned::{spawn_server, wait_line};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -115,71 +115,6 @@ async fn an_oversized_message_ends_every_websocket_protocol_with_close_1009() {
         .unwrap();
     let answer = tokio::time::timeout(BOUND, ws.next()).await.unwrap();
     assert!(matches!(answer, Some(Ok(Message::Text(_)))), "{answer:?}");
-}
-
-/// The server binary, started with `config` (YAML), and its addresses
-/// read from its log.
-struct Spawned {
-    child: Child,
-    http: String,
-    log: std::sync::mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // A failed test leaves no server behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_server(config: &str) -> Spawned {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pixpress"))
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, log) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let line = wait_line(&log, "listening http=");
-    let http = line
-        .split("http=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("http address in the log")
-        .to_owned();
-    Spawned {
-        child,
-        http,
-        log,
-        _dir: dir,
-    }
-}
-
-/// The next log line containing `needle` (lines before it are dropped).
-fn wait_line(log: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        let line = log
-            .recv_timeout(BOUND)
-            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
 }
 
 fn sigterm(child: &Child) {

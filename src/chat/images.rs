@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 use super::error::ChatError;
 use super::{ImageRef, UploadedImages};
@@ -82,7 +83,7 @@ impl ChatImages {
             if let Some((image, _)) = self.kept(&md5).await {
                 return Ok(image);
             }
-            if let Some(found) = self.uploads.find(&md5) {
+            if let Some(found) = self.uploads.find(&md5).await {
                 return Ok(found);
             }
             return Err(ChatError::UnknownImage(md5));
@@ -103,7 +104,7 @@ impl ChatImages {
         if let Some((image, _)) = self.kept(md5).await {
             return Ok(Some(image));
         }
-        match self.uploads.bytes(md5) {
+        match self.uploads.bytes(md5).await {
             Some(bytes) => self.process(bytes).await.map(Some),
             None => Ok(None),
         }
@@ -166,27 +167,37 @@ fn image_ref(md5: &str, finished: &Finished) -> ImageRef {
 }
 
 /// Chat messages may name an earlier upload by its md5: the variant that
-/// finished last is the one they show, at its download URL.
+/// finished last is the one they show, at its download URL. The task is
+/// looked up in the backend when this instance has not seen it (another
+/// instance took the upload).
 impl UploadedImages for JobStore {
-    fn find(&self, md5: &str) -> Option<ImageRef> {
-        let (task, variant, done) = last_done(self, md5)?;
-        Some(ImageRef {
-            md5: task.key.to_string(),
-            url: format!("/download/{}?{}", task.key, variant.spec.query()),
-            width: done.width,
-            height: done.height,
-            size: done.bytes.len() as u64,
+    fn find<'a>(&'a self, md5: &'a str) -> BoxFuture<'a, Option<ImageRef>> {
+        Box::pin(async move {
+            let (task, variant, done) = last_done(self, md5).await?;
+            Some(ImageRef {
+                md5: task.key.to_string(),
+                url: format!("/download/{}?{}", task.key, variant.spec.query()),
+                width: done.width,
+                height: done.height,
+                size: done.bytes.len() as u64,
+            })
         })
     }
 
-    fn bytes(&self, md5: &str) -> Option<Bytes> {
-        last_done(self, md5).map(|(_, _, done)| done.bytes.clone())
+    fn bytes<'a>(&'a self, md5: &'a str) -> BoxFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let (_, _, done) = last_done(self, md5).await?;
+            Some(done.bytes.clone())
+        })
     }
 }
 
 /// The variant of an upload that finished last, with its result.
-fn last_done(store: &JobStore, md5: &str) -> Option<(Arc<Task>, Arc<Variant>, Arc<Finished>)> {
-    let task = store.task(&TaskKey::parse(md5)?)?;
+async fn last_done(
+    store: &JobStore,
+    md5: &str,
+) -> Option<(Arc<Task>, Arc<Variant>, Arc<Finished>)> {
+    let task = store.lookup(&TaskKey::parse(md5)?).await?;
     let variant = task.pick(|_| true)?;
     let VariantState::Done(done) = variant.state() else {
         return None;
@@ -205,8 +216,8 @@ mod tests {
 
     struct NoUploads;
     impl UploadedImages for NoUploads {
-        fn find(&self, _: &str) -> Option<ImageRef> {
-            None
+        fn find<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Option<ImageRef>> {
+            Box::pin(std::future::ready(None))
         }
     }
 

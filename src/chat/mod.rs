@@ -27,6 +27,7 @@ pub mod views;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 pub use attachments::{Attachment, AttachmentInput, AttachmentKind};
@@ -60,13 +61,14 @@ pub struct ImageRef {
 /// Images uploaded earlier (over HTTP), found by the md5 that the upload
 /// answered with. A message's `image` or image attachment may name one of
 /// them.
+/// With `backend.kind: redis` they are the whole service's uploads.
 pub trait UploadedImages: Send + Sync {
     /// The upload's finished result, as an `image` field refers to it.
-    fn find(&self, md5: &str) -> Option<ImageRef>;
+    fn find<'a>(&'a self, md5: &'a str) -> BoxFuture<'a, Option<ImageRef>>;
 
     /// The bytes of that result, which an image attachment is made from.
-    fn bytes(&self, _md5: &str) -> Option<bytes::Bytes> {
-        None
+    fn bytes<'a>(&'a self, _md5: &'a str) -> BoxFuture<'a, Option<bytes::Bytes>> {
+        Box::pin(std::future::ready(None))
     }
 }
 

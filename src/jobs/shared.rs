@@ -62,9 +62,8 @@ impl JobStore {
     }
 
     pub(super) fn mirror(&self, key: &TaskKey, original_size: usize) -> Arc<Task> {
-        self.tasks.get_with(key.clone(), || {
-            Arc::new(Task::new(key.clone(), original_size))
-        })
+        self.tasks
+            .get_or_insert(key, || Task::new(key.clone(), original_size))
     }
 
     /// Applies a state change published by any instance to the mirror of
@@ -95,18 +94,15 @@ impl JobStore {
 
     /// One pass of [`JobStore::resync`]; false when the backend failed.
     async fn resync_once(&self) -> bool {
-        let pending: Vec<Arc<Task>> = self
-            .tasks
-            .iter()
-            .map(|(_, task)| task)
-            .filter(|task| !task.unsettled().is_empty())
-            .collect();
-        for task in pending {
+        for task in self.tasks.unsettled() {
             for variant in task.unsettled() {
                 let field = field_of(&variant.spec);
                 match self.repo.record(task.key.as_str(), &field).await {
                     Ok(Some(record)) => self.apply(&task, variant.spec, record).await,
-                    Ok(None) => variant.advance(VariantState::Failed(JobError::BackendUnavailable)),
+                    Ok(None) => {
+                        variant.advance(VariantState::Failed(JobError::BackendUnavailable));
+                        self.tasks.track(&task);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read a pending variant again");
                         return false;
@@ -142,9 +138,9 @@ impl JobStore {
         let variant = task.variant_or_insert(spec, state.clone());
         variant.advance(state);
         if settled {
-            // Insert again so the cache weighs the result and restarts the TTL.
-            self.tasks.insert(task.key.clone(), task.clone());
+            self.tasks.refresh(task);
         }
+        self.tasks.track(task);
     }
 
     /// Claims the variant in the backend and enqueues its job, unless the
@@ -179,12 +175,15 @@ impl JobStore {
         let task = self.mirror(&key, bytes.len());
         let mirrored = task.variants().into_iter().find(|v| v.spec == spec);
         let variant = task.variant_or_insert(spec, VariantState::Queued);
+        self.tasks.track(&task);
         let fresh = !mirrored.is_some_and(|m| Arc::ptr_eq(&m, &variant));
         let refused = |why: JobError| {
             if fresh {
                 task.forget(&variant, why.clone());
                 if task.variants().is_empty() {
-                    self.tasks.invalidate(&key);
+                    self.tasks.forget(&task);
+                } else {
+                    self.tasks.track(&task);
                 }
             }
             why
@@ -264,8 +263,8 @@ impl JobStore {
         let task = self.mirror(&key, size);
         let state = VariantState::Done(finished.clone());
         task.variant_or_insert(spec, state.clone()).advance(state);
-        // Insert again so the cache weighs the result.
-        self.tasks.insert(key.clone(), task);
+        self.tasks.refresh(&task);
+        self.tasks.track(&task);
         Ok((key, finished))
     }
 

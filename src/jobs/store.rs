@@ -1,5 +1,6 @@
 //! The job store: tasks (by MD5) and their variants, their statuses, and
-//! their results, in an expiring, byte-bounded cache.
+//! their results, in an expiring, byte-bounded cache (`mirror`) that never
+//! drops a task whose job is under way.
 //!
 //! It owns single flight (the same bytes with the same options are encoded
 //! once while cached, whichever protocol asks), status pushes (each variant
@@ -15,13 +16,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use moka::sync::Cache;
-
+use super::mirror::Mirror;
 use super::task::{Finished, Task, VariantState};
 use super::{JobError, TaskKey, VariantSpec, WorkerPool};
 use crate::backend::{JobQueue, JobRepo, MemoryJobs};
 use crate::pipeline::{Limits, Options, Output};
+use bytes::Bytes;
 
 /// Outcome counts and sizes, reported to metrics by the store.
 pub trait JobObserver: Send + Sync {
@@ -68,7 +68,7 @@ impl StoreSettings {
 /// Tasks, variants and results; cheap to clone.
 #[derive(Clone)]
 pub struct JobStore {
-    pub(super) tasks: Cache<TaskKey, Arc<Task>>,
+    pub(super) tasks: Mirror,
     pool: WorkerPool,
     limits: Limits,
     auto_avif_max_pixels: u64,
@@ -88,11 +88,7 @@ impl JobStore {
             settings.max_bytes,
             Some(Arc::new(pool.clone())),
         ));
-        let tasks = Cache::builder()
-            .time_to_live(settings.ttl)
-            .max_capacity(settings.max_bytes)
-            .weigher(|_k: &TaskKey, t: &Arc<Task>| t.weight())
-            .build();
+        let tasks = Mirror::new(settings.ttl, settings.max_bytes);
         Self {
             tasks,
             pool,
@@ -283,7 +279,7 @@ impl JobStore {
 
     /// Entries and weighted size (for metrics and tests).
     pub fn cache_usage(&self) -> (u64, u64) {
-        (self.tasks.entry_count(), self.tasks.weighted_size())
+        self.tasks.cache_usage()
     }
 
     /// Removes result copies older than `max_age` from `output_dir`.

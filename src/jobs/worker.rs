@@ -265,6 +265,38 @@ mod tests {
     use crate::jobs::{StoreSettings, WorkerPool};
 
     #[tokio::test]
+    async fn a_cache_too_small_for_a_task_still_answers_its_waiters() {
+        let mut settings = StoreSettings::of(&crate::config::Settings::default());
+        // Smaller than any task: the cache evicts each one it is given.
+        settings.max_bytes = 1;
+        let store = JobStore::new(settings, WorkerPool::new(1, 4, Duration::from_secs(30)));
+        let input = Bytes::from(png(8, 8));
+        let key = TaskKey::of(&input);
+        let spec = spec_of("format=webp&quality=80").unwrap();
+        let submitted = store.submit(input, spec).await.unwrap();
+        store.tasks.run_pending();
+        assert_eq!(store.cache_usage().0, 0, "the cache kept nothing");
+        assert!(store.task(&key).is_some(), "a queued task stays known");
+
+        let mut state = submitted.variant.subscribe();
+        start(store.clone(), CancellationToken::new())
+            .await
+            .unwrap();
+        let settled = tokio::time::timeout(
+            Duration::from_secs(60),
+            state.wait_for(VariantState::is_settled),
+        )
+        .await
+        .expect("the waiter hears the job's end")
+        .unwrap()
+        .clone();
+        assert!(matches!(settled, VariantState::Done(_)), "{settled:?}");
+        // Settled, the task is under the cache's rules again.
+        store.tasks.run_pending();
+        assert!(store.task(&key).is_none());
+    }
+
+    #[tokio::test]
     async fn a_local_job_whose_record_was_evicted_still_runs() {
         let settings = crate::config::Settings::default();
         let pool = WorkerPool::new(1, 4, Duration::from_secs(30));

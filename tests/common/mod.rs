@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod spawned;
 
 use std::io::Cursor;
 
