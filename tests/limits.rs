@@ -174,6 +174,64 @@ async fn uploads_past_max_queued_bytes_get_503_queue_full() {
     server.shutdown().await;
 }
 
+/// Sends one upload of `photo(n, 200)`; its status, `Retry-After` and body.
+async fn upload_answer(base: &str, n: u32) -> (StatusCode, Option<String>, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/upload"))
+        .multipart(common::http::form(photo(n, 200), &[]))
+        .send()
+        .await
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (r.status(), retry, r.json().await.unwrap())
+}
+
+/// `upload.max_queued_bytes` counts the bodies still being received too: a
+/// body that arrives slowly holds its declared length, so an upload past
+/// the bound is refused at once (503 `queue_full`), and one is accepted
+/// again once the slow body has gone.
+#[tokio::test]
+async fn a_body_being_received_counts_against_max_queued_bytes() {
+    let mut s = common::test_settings();
+    s.upload.max_queued_bytes = 200_000;
+    let server = common::start(s).await;
+    let base = common::base_url(&server);
+    // Declares 199,000 bytes and sends only the start of its form.
+    let mut slow = TcpStream::connect(server.http_addr).await.unwrap();
+    let head = "POST /upload HTTP/1.1\r\nHost: pixpress\r\n\
+        Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 199000\r\n\r\n\
+        --b\r\nContent-Disposition: form-data; name=\"picture\"; filename=\"a.jpg\"\r\n\r\n";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut n = 0;
+    let (retry, body) = until("the slow body to hold its bytes", || {
+        n += 1;
+        let base = base.clone();
+        async move {
+            let (status, retry, body) = upload_answer(&base, n).await;
+            (status == StatusCode::SERVICE_UNAVAILABLE).then_some((retry, body))
+        }
+    })
+    .await;
+    assert_eq!(body["error"], "queue_full", "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+
+    drop(slow);
+    let accepted = until("the slow body's bytes to be given back", || {
+        n += 1;
+        let base = base.clone();
+        async move {
+            let (status, _, body) = upload_answer(&base, n).await;
+            (status == StatusCode::ACCEPTED).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(accepted["message"], "Your image is queued for processing");
+    server.shutdown().await;
+}
+
 /// `upload.job_timeout`: a job past its deadline fails with
 /// `processing_timeout` in its status.
 #[tokio::test]

@@ -18,7 +18,7 @@ pub mod worker;
 
 pub use admission::check_header;
 pub use error::JobError;
-pub use pool::{Admission, PoolStats, WorkerPool};
+pub use pool::{Admission, IntakeHold, PoolStats, WorkerPool};
 pub use request::{OptionError, OptionRules, UploadOptions};
 pub use shared::QueueFigures;
 pub use store::{JobObserver, JobStore, StoreSettings};

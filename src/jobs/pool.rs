@@ -62,6 +62,22 @@ impl Inner {
     }
 }
 
+/// Bytes of an upload being received, counted against `max_queued_bytes`
+/// until dropped ([`WorkerPool::hold_intake`]).
+#[must_use = "the bytes are given back when the hold is dropped"]
+pub struct IntakeHold {
+    inner: Arc<Inner>,
+    bytes: u64,
+}
+
+impl Drop for IntakeHold {
+    fn drop(&mut self) {
+        self.inner
+            .queued_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// A place in the pool, taken by `try_admit`: the job is counted as queued
 /// until it runs. Dropping it unused gives the place back.
 pub struct Admission {
@@ -113,6 +129,28 @@ impl WorkerPool {
     /// Input bytes held by queued jobs now.
     pub fn queued_bytes(&self) -> u64 {
         self.inner.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts `bytes` of an upload still being received against
+    /// `max_queued_bytes`, beside the inputs of queued jobs, so that the
+    /// bodies being read and the jobs waiting hold that much memory at most
+    /// together. `None` when it does not fit; the bytes are given back when
+    /// the hold is dropped (before the upload is submitted as a job, which
+    /// then counts them itself while it waits).
+    pub fn hold_intake(&self, bytes: u64) -> Option<IntakeHold> {
+        let max_bytes = self.inner.max_queued_bytes.load(Ordering::Relaxed);
+        // A body larger than the whole bound may still come, alone.
+        let bytes = bytes.min(max_bytes);
+        self.inner
+            .queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&total| total <= max_bytes)
+            })
+            .ok()?;
+        Some(IntakeHold {
+            inner: self.inner.clone(),
+            bytes,
+        })
     }
 
     /// Takes a place at once: a free worker slot, or a place in the queue.
@@ -330,6 +368,24 @@ mod tests {
                 processing: 0
             }
         );
+    }
+
+    #[test]
+    fn uploads_being_received_and_queued_jobs_share_the_byte_bound() {
+        let pool = WorkerPool::new(1, 10, Duration::from_secs(5)).with_max_queued_bytes(100);
+        let _running = pool.try_admit().unwrap();
+        let receiving = pool.hold_intake(70).expect("fits");
+        assert!(pool.hold_intake(40).is_none(), "70 + 40 is over 100");
+        assert!(
+            matches!(pool.try_admit_holding(40), Err(JobError::QueueFull)),
+            "a queued job counts against the same bound"
+        );
+        let queued = pool.try_admit_holding(30).expect("70 + 30 fits");
+        assert_eq!(pool.queued_bytes(), 100);
+        drop(receiving);
+        assert_eq!(pool.queued_bytes(), 30);
+        drop(queued);
+        assert_eq!(pool.queued_bytes(), 0);
     }
 
     #[test]

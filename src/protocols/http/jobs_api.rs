@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::Code;
 use crate::jobs::{
-    FormatChoice, OptionRules, Task, TaskKey, UploadOptions, VariantSpec, VariantState,
+    FormatChoice, JobError, OptionRules, Task, TaskKey, UploadOptions, VariantSpec, VariantState,
 };
 use crate::pipeline::Format;
 pub use crate::protocols::job_view::{quality_schema, QualityValue, VariantView};
@@ -133,19 +133,23 @@ pub async fn upload(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let limit = state.settings.upload.max_upload_size;
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit + MULTIPART_OVERHEAD {
-            // Too much to read and drop: answer, then close the connection.
-            return Ok(super::guard::refuse_and_close(ApiError::too_large(limit)));
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit + MULTIPART_OVERHEAD) {
+        // Too much to read and drop: answer, then close the connection.
+        return Ok(super::guard::refuse_and_close(ApiError::too_large(limit)));
     }
     let mut multipart = multipart
         .map_err(|e| ApiError::bad_request(format!("expected a multipart/form-data body: {e}")))?;
-    let read = read_form(&mut multipart, limit).await;
+    // The body's bytes count against `upload.max_queued_bytes` while it is
+    // read (a body of unknown length as the largest allowed).
+    let expected = declared.unwrap_or(limit + MULTIPART_OVERHEAD);
+    let Some(hold) = state.store.pool().hold_intake(expected) else {
+        return Ok(refuse_body(&mut multipart, ApiError::from(JobError::QueueFull)).await);
+    };
+    let read = read_form(&mut multipart, limit, expected).await;
     if read.is_err() {
         discard_rest(&mut multipart).await;
     }
@@ -157,6 +161,8 @@ pub async fn upload(
     let spec = options
         .to_spec(&OptionRules::from(&*state.settings))
         .map_err(|e| ApiError::bad_request(e.0))?;
+    // The job counts its input itself from here (while it waits).
+    drop(hold);
     let submitted = state.store.submit(picture, spec).await?;
     state.store.add_owner(&submitted.task, &caller).await;
     if let Some(name) = filename {
@@ -191,9 +197,9 @@ struct Form {
     options: UploadOptions,
 }
 
-/// Reads the upload's fields: the picture (at most `limit` bytes), its file
-/// name and the options.
-async fn read_form(multipart: &mut Multipart, limit: u64) -> Result<Form, ApiError> {
+/// Reads the upload's fields: the picture (at most `limit` bytes; the body
+/// is `expected` bytes long at most), its file name and the options.
+async fn read_form(multipart: &mut Multipart, limit: u64, expected: u64) -> Result<Form, ApiError> {
     let mut options = UploadOptions::default();
     let mut picture: Option<Bytes> = None;
     let mut filename = None;
@@ -206,7 +212,8 @@ async fn read_form(multipart: &mut Multipart, limit: u64) -> Result<Form, ApiErr
         }
         if name == "picture" {
             filename = field.file_name().map(str::to_owned);
-            let mut buf = BytesMut::new();
+            // Sized for the whole body once, not grown by doubling.
+            let mut buf = BytesMut::with_capacity(expected.min(limit) as usize);
             while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                 if (buf.len() + chunk.len()) as u64 > limit {
                     return Err(ApiError::too_large(limit));
@@ -254,6 +261,16 @@ fn is_field_name(name: &str) -> bool {
 /// Reads and drops what is left of a refused upload, so that the answer
 /// reaches a keep-alive client instead of a connection reset (closing a
 /// socket with unread data resets it). Bounded by the route's body limit.
+/// Answers `error` to an upload whose body was not used: reads and drops
+/// the body first (holding none of it; its length is within
+/// `upload.max_upload_size` and the form's overhead, checked before), so a
+/// client that sends the whole body before it reads the answer gets the
+/// answer instead of a reset connection.
+async fn refuse_body(multipart: &mut Multipart, error: ApiError) -> Response {
+    discard_rest(multipart).await;
+    error.into_response()
+}
+
 async fn discard_rest(multipart: &mut Multipart) {
     while let Ok(Some(mut field)) = multipart.next_field().await {
         while let Ok(Some(_)) = field.chunk().await {}
