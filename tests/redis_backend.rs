@@ -14,7 +14,7 @@ use common::*;
 use pixpress::backend::redis::{Claim, GROUP};
 use pixpress::backend::{RedisBackend, VariantRecord};
 use pixpress::config::{BackendKind, Settings};
-use pixpress::jobs::{Finished, OptionRules, TaskKey, UploadOptions, VariantSpec};
+use pixpress::jobs::{Finished, JobStore, OptionRules, TaskKey, UploadOptions, VariantSpec};
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
 use reqwest::multipart::{Form, Part};
@@ -473,17 +473,14 @@ async fn startup_with_an_unreachable_redis_fails_naming_the_setting() {
     );
 }
 
-#[tokio::test]
-async fn an_image_kept_by_one_instance_is_found_by_another() {
-    // Chat images are kept this way: the md5 of their bytes names them.
-    let Some(redis) = shared("kept").await else {
-        return;
-    };
+/// Two job stores on one Redis, as two instances would have; A has kept a
+/// 40x30 result (as a chat image or a finished upload is kept) that B has
+/// never seen. The stores, the result's key, spec and bytes.
+async fn kept_on_a(redis: &Shared) -> (JobStore, JobStore, TaskKey, VariantSpec, Vec<u8>) {
     let s = redis.settings();
     let store = |backend: RedisBackend| {
         let pool = pixpress::jobs::WorkerPool::new(1, 1, Duration::from_secs(30));
-        pixpress::jobs::JobStore::new(pixpress::jobs::StoreSettings::of(&s), pool)
-            .with_backend(Arc::new(backend))
+        JobStore::new(pixpress::jobs::StoreSettings::of(&s), pool).with_backend(Arc::new(backend))
     };
     let a = store(redis.other_instance().await);
     let b = store(redis.other_instance().await);
@@ -493,7 +490,17 @@ async fn an_image_kept_by_one_instance_is_found_by_another() {
     let bytes = output.bytes.clone();
     let (key, _) = a.keep(spec, output).await.expect("kept");
     assert_eq!(key, TaskKey::of(&bytes));
+    assert!(b.task(&key).is_none(), "B has not seen it");
+    (a, b, key, spec, bytes)
+}
 
+#[tokio::test]
+async fn an_image_kept_by_one_instance_is_found_by_another() {
+    // Chat images are kept this way: the md5 of their bytes names them.
+    let Some(redis) = shared("kept").await else {
+        return;
+    };
+    let (_a, b, key, spec, bytes) = kept_on_a(&redis).await;
     let found = b.kept(key.as_str(), &spec).await.expect("found on b");
     assert_eq!(found.bytes, bytes);
     assert_eq!((found.width, found.height), (40, 30));
@@ -507,22 +514,7 @@ async fn a_chat_message_names_an_upload_that_another_instance_finished() {
     let Some(redis) = shared("chat-upload").await else {
         return;
     };
-    let s = redis.settings();
-    let store = |backend: RedisBackend| {
-        let pool = pixpress::jobs::WorkerPool::new(1, 1, Duration::from_secs(30));
-        pixpress::jobs::JobStore::new(pixpress::jobs::StoreSettings::of(&s), pool)
-            .with_backend(Arc::new(backend))
-    };
-    let a = store(redis.other_instance().await);
-    let b = store(redis.other_instance().await);
-    // A finishes an upload's variant; B has never seen the task.
-    let spec = default_spec();
-    let output =
-        pixpress::pipeline::process(&jpeg(40, 30), &spec.options(Default::default())).unwrap();
-    let bytes = output.bytes.clone();
-    let (key, _) = a.keep(spec, output).await.expect("kept");
-    assert!(b.task(&key).is_none());
-
+    let (_a, b, key, spec, bytes) = kept_on_a(&redis).await;
     let found = b.find(key.as_str()).await.expect("B finds A's upload");
     assert_eq!(found.md5, key.as_str());
     assert_eq!(found.url, format!("/download/{key}?{}", spec.query()));

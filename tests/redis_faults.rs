@@ -84,6 +84,14 @@ async fn poll(url: String, ok: impl Fn(StatusCode, &Value) -> bool) -> (StatusCo
     panic!("{url} never answered as expected; last: {last:?}");
 }
 
+/// The server's `/metrics` text.
+async fn metrics(base: &str) -> String {
+    let r = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("answered");
+    r.text().await.expect("a text answer")
+}
+
 /// The variants of `md5` once none is queued or processing.
 async fn settled(base: &str, md5: &str) -> Vec<Value> {
     let url = format!("{base}/status/{md5}?wait=5");
@@ -377,12 +385,7 @@ async fn queue_figures_count_the_whole_service() {
             "{info}"
         );
     }
-    let metrics = reqwest::get(format!("{}/metrics", base_url(&a)))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&base_url(&a)).await;
     assert!(
         metrics
             .lines()
@@ -424,12 +427,7 @@ async fn a_job_whose_instance_is_killed_mid_run_is_finished_by_another() {
     let base_b = format!("http://{}", b.http);
     let entries = settled(&base_b, &md5).await;
     assert_eq!(entries[0]["status"], "done", "{entries:?}");
-    let metrics = reqwest::get(format!("{base_b}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&base_b).await;
     assert!(
         metrics
             .lines()
