@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chat_client::Client;
 use futures_util::future::BoxFuture;
+use pixpress::backend::ChatNow;
 use pixpress::chat::{ImageRef, UploadedImages};
 use pixpress::config::{BackendKind, Settings};
 use pixpress::jobs::WorkerPool;
@@ -36,18 +37,23 @@ fn settings(redis: &Redis, test: &str) -> Settings {
     s
 }
 
+/// One instance of the chat with settings `s`.
+async fn instance(s: Settings) -> SocketAddr {
+    let repo = pixpress::chat::connect_repo(&s).await.expect("connects");
+    assert_eq!(repo.kind(), "redis");
+    let pool = WorkerPool::new(1, 4, Duration::from_secs(60));
+    let app = routes_with(pool, Arc::new(s), Arc::new(NoUploads), repo);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 /// Three instances of the chat on one Redis.
 async fn instances(redis: &Redis, test: &str) -> [SocketAddr; 3] {
     let mut addrs = Vec::new();
     for _ in 0..3 {
-        let s = settings(redis, test);
-        let repo = pixpress::chat::connect_repo(&s).await.expect("connects");
-        assert_eq!(repo.kind(), "redis");
-        let pool = WorkerPool::new(1, 4, Duration::from_secs(60));
-        let app = routes_with(pool, Arc::new(s), Arc::new(NoUploads), repo);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.push(listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addrs.push(instance(settings(redis, test)).await);
     }
     addrs.try_into().unwrap()
 }
@@ -331,4 +337,33 @@ async fn a_lost_redis_is_backend_unavailable_and_the_socket_stays_usable() {
         .call("history", json!({"chatId": "bob", "limit": 0}))
         .await;
     assert_eq!(answer["error"], "invalid_request", "{answer}");
+}
+
+#[tokio::test]
+async fn a_user_whose_instance_died_goes_offline_for_its_contacts() {
+    let redis = Redis::start();
+    let mut s = settings(&redis, "reap");
+    s.backend.member_ttl = Duration::from_millis(300);
+    // B renews its presence every 100 ms; the other instance is only its
+    // chat store, which connects alice and then never renews (as an
+    // instance killed with alice's socket open).
+    let b = instance(s.clone()).await;
+    let dead = pixpress::chat::connect_repo(&s).await.expect("connects");
+    let (mut bob, _) = Client::subscribed(b, "bob", 0).await;
+    bob.say("alice", "are you there?").await;
+    bob.event("new").await;
+    assert!(
+        dead.connect("alice", ChatNow::current()).await.unwrap(),
+        "alice comes online on the other instance"
+    );
+
+    // Once that instance has not renewed for `member_ttl`, B takes its
+    // socket out of presence and tells alice's contacts.
+    let offline = bob.event("offline").await;
+    assert_eq!(offline["payload"]["userId"], "alice", "{offline}");
+    // Alice counts as offline now: a socket of hers comes online again.
+    let (_alice, _) = Client::subscribed(b, "alice", 0).await;
+    let online = bob.event("online").await;
+    assert_eq!(online["payload"]["userId"], "alice", "{online}");
+    bob.nothing_pending().await;
 }

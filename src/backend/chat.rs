@@ -184,6 +184,19 @@ pub trait ChatRepo: Send + Sync {
     /// was online.
     fn disconnect<'a>(&'a self, user: &'a str) -> ChatResult<'a, bool>;
 
+    /// How often [`ChatRepo::reap`] must run: `None` when sockets cannot
+    /// outlive their instance (one process).
+    fn reap_every(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Renews this instance's presence and takes the sockets of instances
+    /// that stopped renewing (killed) out of it; the users that left
+    /// without a socket anywhere, now offline.
+    fn reap(&self) -> ChatResult<'_, Vec<String>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
     /// The user shows offline while its sockets stay open. True when it
     /// was online.
     fn go_offline<'a>(&'a self, user: &'a str) -> ChatResult<'a, bool>;

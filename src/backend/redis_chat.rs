@@ -10,8 +10,14 @@
 //!   hash), `P chat:messages` lists them all by creation time and
 //!   `P chat:chat:{len(a)}:{a}:{b}` those of one chat (sorted sets);
 //! - `P chat:contacts:{user}` (set), `P chat:users` (sorted set by last
-//!   activity, bounded by `chat.max_users`), `P chat:conn:{user}` and
-//!   `P chat:online:{user}` (presence);
+//!   activity, bounded by `chat.max_users`), `P chat:conn:{user}` (a hash:
+//!   the user's open sockets per instance) and `P chat:online:{user}`
+//!   (presence);
+//! - `P chat:instances` (set), `P chat:alive:{instance}` (renewed by each
+//!   instance every third of `backend.member_ttl`) and
+//!   `P chat:here:{instance}` (its users with sockets): an instance that
+//!   stops renewing (killed) has its sockets taken out of presence by the
+//!   others, and users left with none go offline;
 //! - channel `P chat:user:{user}` carries the user's live events.
 //!
 //! Every change is one Lua script: the state change, the events' ids
@@ -150,13 +156,20 @@ local function entries(list)
 end
 "#;
 
-/// ARGV[8] user. 1 when the user comes online, 0 not, -1 too many users.
+/// ARGV[8] user, ARGV[9] this instance, ARGV[10] `member_ttl` in ms. 1
+/// when the user comes online, 0 not, -1 too many users.
 const CONNECT: &str = r#"
-local user = ARGV[8]
+local user, me = ARGV[8], ARGV[9]
 if not touch(user, true) then return -1 end
 local ck = P .. 'chat:conn:' .. user
-redis.call('INCR', ck)
+redis.call('HINCRBY', ck, me, 1)
 redis.call('EXPIRE', ck, ttl)
+local hk = P .. 'chat:here:' .. me
+redis.call('SADD', hk, user)
+redis.call('EXPIRE', hk, ttl)
+redis.call('SADD', P .. 'chat:instances', me)
+redis.call('PEXPIRE', P .. 'chat:instances', keep_ms)
+redis.call('SET', P .. 'chat:alive:' .. me, '1', 'PX', ARGV[10])
 redis.call('EXPIRE', P .. 'chat:eid:' .. user, ttl)
 redis.call('EXPIRE', P .. 'chat:log:' .. user, ttl)
 local was = redis.call('SET', P .. 'chat:online:' .. user, '1', 'GET', 'EX', ttl)
@@ -164,20 +177,48 @@ if was then return 0 end
 return 1
 "#;
 
-/// ARGV[8] user. 1 when its last socket closed while it was online.
+/// ARGV[8] user, ARGV[9] this instance. 1 when its last socket closed
+/// while it was online.
 const DISCONNECT: &str = r#"
-local user = ARGV[8]
+local user, me = ARGV[8], ARGV[9]
 local ck = P .. 'chat:conn:' .. user
-if redis.call('EXISTS', ck) == 0 then return 0 end
-if redis.call('DECR', ck) > 0 then return 0 end
-redis.call('DEL', ck)
+if redis.call('HEXISTS', ck, me) == 0 then return 0 end
+if redis.call('HINCRBY', ck, me, -1) > 0 then return 0 end
+redis.call('HDEL', ck, me)
+redis.call('SREM', P .. 'chat:here:' .. me, user)
+if redis.call('EXISTS', ck) == 1 then return 0 end
 return redis.call('DEL', P .. 'chat:online:' .. user)
+"#;
+
+/// ARGV[8] this instance, ARGV[9] `member_ttl` in ms. Renews this
+/// instance, then takes every instance that stopped renewing out of
+/// presence: the users left with no socket anywhere, who went offline.
+const REAP: &str = r#"
+local me = ARGV[8]
+redis.call('SET', P .. 'chat:alive:' .. me, '1', 'PX', ARGV[9])
+local ik = P .. 'chat:instances'
+local gone = {}
+for _, other in ipairs(redis.call('SMEMBERS', ik)) do
+  if redis.call('EXISTS', P .. 'chat:alive:' .. other) == 0 then
+    local hk = P .. 'chat:here:' .. other
+    for _, user in ipairs(redis.call('SMEMBERS', hk)) do
+      local ck = P .. 'chat:conn:' .. user
+      redis.call('HDEL', ck, other)
+      if redis.call('EXISTS', ck) == 0 and redis.call('DEL', P .. 'chat:online:' .. user) == 1 then
+        table.insert(gone, user)
+      end
+    end
+    redis.call('DEL', hk)
+    redis.call('SREM', ik, other)
+  end
+end
+return gone
 "#;
 
 /// ARGV[8] user. 1 when a connected user was not shown online.
 const GO_ONLINE: &str = r#"
 local user = ARGV[8]
-if tonumber(redis.call('GET', P .. 'chat:conn:' .. user) or '0') <= 0 then return 0 end
+if redis.call('EXISTS', P .. 'chat:conn:' .. user) == 0 then return 0 end
 if redis.call('SET', P .. 'chat:online:' .. user, '1', 'NX', 'EX', ttl) then return 1 end
 return 0
 "#;
@@ -355,6 +396,7 @@ return 0
 struct Scripts {
     connect: Script,
     disconnect: Script,
+    reap: Script,
     go_online: Script,
     contacts: Script,
     add: Script,
@@ -376,6 +418,7 @@ impl Scripts {
         Self {
             connect: s(CONNECT),
             disconnect: s(DISCONNECT),
+            reap: s(REAP),
             go_online: s(GO_ONLINE),
             contacts: s(CONTACTS),
             add: s(ADD),
@@ -400,6 +443,10 @@ pub struct RedisChat {
     conn: ConnectionManager,
     prefix: String,
     bounds: ChatBounds,
+    /// This instance's name in presence (unique among the instances).
+    instance: String,
+    /// How long an instance counts as alive after its last renewal.
+    member_ttl: Duration,
     scripts: Scripts,
     listeners: Listeners,
     /// Ends the subscriber task with the repo.
@@ -414,6 +461,10 @@ impl RedisChat {
         bounds: ChatBounds,
     ) -> Result<Self, BackendError> {
         let (client, conn) = connect_manager(settings).await?;
+        let instance: u64 = conn
+            .clone()
+            .incr(format!("{}chat:instance-seq", settings.key_prefix), 1)
+            .await?;
         let pattern = format!("{}chat:user:*", settings.key_prefix);
         let channel = Channel::Pattern(pattern.clone());
         let pubsub = tokio::time::timeout(ANSWER_WITHIN, subscribe(&client, &channel))
@@ -441,6 +492,8 @@ impl RedisChat {
             conn,
             prefix: settings.key_prefix.clone(),
             bounds,
+            instance: instance.to_string(),
+            member_ttl: settings.member_ttl.max(Duration::from_millis(30)),
             scripts: Scripts::new(),
             listeners,
             _stop: stop.drop_guard(),
@@ -459,6 +512,10 @@ impl RedisChat {
             .arg(b.max_messages)
             .arg(b.max_users);
         call
+    }
+
+    fn member_ttl_ms(&self) -> u64 {
+        u64::try_from(self.member_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -565,7 +622,7 @@ impl ChatRepo for RedisChat {
     fn connect<'a>(&'a self, user: &'a str, now: ChatNow) -> ChatResult<'a, bool> {
         async move {
             let mut call = self.call(&self.scripts.connect, now);
-            call.arg(user);
+            call.arg(user).arg(&self.instance).arg(self.member_ttl_ms());
             match self.run::<i64>(&call).await? {
                 -1 => Err(ChatRepoError::TooManyUsers(self.bounds.max_users)),
                 n => Ok(n == 1),
@@ -577,8 +634,21 @@ impl ChatRepo for RedisChat {
     fn disconnect<'a>(&'a self, user: &'a str) -> ChatResult<'a, bool> {
         async move {
             let mut call = self.call(&self.scripts.disconnect, ChatNow::current());
-            call.arg(user);
+            call.arg(user).arg(&self.instance);
             Ok(self.run::<i64>(&call).await? == 1)
+        }
+        .boxed()
+    }
+
+    fn reap_every(&self) -> Option<Duration> {
+        Some(self.member_ttl / 3)
+    }
+
+    fn reap(&self) -> ChatResult<'_, Vec<String>> {
+        async move {
+            let mut call = self.call(&self.scripts.reap, ChatNow::current());
+            call.arg(&self.instance).arg(self.member_ttl_ms());
+            self.run(&call).await
         }
         .boxed()
     }

@@ -83,7 +83,8 @@ pub async fn connect_repo(settings: &Settings) -> Result<Arc<dyn ChatRepo>, Back
 }
 
 /// Builds the chat of one server on `repo`. Called inside a Tokio runtime,
-/// it also starts the live delivery and the retention sweep, which end
+/// it also starts the live delivery, the retention sweep and (across
+/// instances) the presence renewal, which end
 /// when the service is dropped. Chat images are kept in `images`, the job
 /// store.
 pub fn start(
@@ -103,16 +104,28 @@ pub fn start(
     });
     let images = ChatImages::new(pool, uploads, images, settings);
     let service = Arc::new(ChatService::new(repo, Rules::from(chat), hub, images));
-    start_sweep(Arc::downgrade(&service), chat.retention);
+    let sweep_every = (chat.retention / 8).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    repeat(Arc::downgrade(&service), sweep_every, |s| async move {
+        s.sweep().await
+    });
+    if let Some(every) = service.reap_every() {
+        repeat(Arc::downgrade(&service), every, |s| async move {
+            s.reap().await
+        });
+    }
     service
 }
 
-/// Drops expired events and messages regularly, while the chat exists.
-fn start_sweep(service: Weak<ChatService>, retention: Duration) {
+/// Runs `work` on the chat every `every` while the chat exists (the
+/// retention sweep, and presence renewal across instances).
+fn repeat<F, Fut>(service: Weak<ChatService>, every: Duration, work: F)
+where
+    F: Fn(Arc<ChatService>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let every = (retention / 8).clamp(Duration::from_secs(1), Duration::from_secs(60));
     runtime.spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -121,7 +134,7 @@ fn start_sweep(service: Weak<ChatService>, retention: Duration) {
             let Some(service) = service.upgrade() else {
                 return;
             };
-            service.sweep().await;
+            work(service).await;
         }
     });
 }

@@ -69,6 +69,26 @@ impl ChatService {
         }
     }
 
+    /// How often presence must be renewed ([`ChatService::reap`]), when
+    /// the chat spans instances.
+    pub fn reap_every(&self) -> Option<std::time::Duration> {
+        self.repo.reap_every()
+    }
+
+    /// Renews this instance's presence and tells the contacts of users
+    /// whose sockets were all on instances that died that they are
+    /// offline.
+    pub async fn reap(&self) {
+        match self.repo.reap().await {
+            Ok(gone) => {
+                for user in gone {
+                    self.presence(&user, EventType::Offline).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "chat presence renewal"),
+        }
+    }
+
     /// A socket of `user` opened (its member `handle` in the hub); tells
     /// the user's contacts when it is the first.
     pub async fn connect(&self, user: &str, handle: MemberHandle) -> Result<Arc<Link>, ChatError> {
