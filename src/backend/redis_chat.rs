@@ -77,6 +77,14 @@ local function touch(user, bounded)
   return true
 end
 
+-- The hash of a user's open sockets per instance (a counter of an earlier
+-- version, one number, is dropped).
+local function conn_key(user)
+  local ck = P .. 'chat:conn:' .. user
+  if redis.call('TYPE', ck).ok == 'string' then redis.call('DEL', ck) end
+  return ck
+end
+
 local function remove_message(id)
   local mk = P .. 'chat:msg:' .. id
   local f = redis.call('HMGET', mk, 'from', 'to')
@@ -161,7 +169,7 @@ end
 const CONNECT: &str = r#"
 local user, me = ARGV[8], ARGV[9]
 if not touch(user, true) then return -1 end
-local ck = P .. 'chat:conn:' .. user
+local ck = conn_key(user)
 redis.call('HINCRBY', ck, me, 1)
 redis.call('EXPIRE', ck, ttl)
 local hk = P .. 'chat:here:' .. me
@@ -181,7 +189,7 @@ return 1
 /// while it was online.
 const DISCONNECT: &str = r#"
 local user, me = ARGV[8], ARGV[9]
-local ck = P .. 'chat:conn:' .. user
+local ck = conn_key(user)
 if redis.call('HEXISTS', ck, me) == 0 then return 0 end
 if redis.call('HINCRBY', ck, me, -1) > 0 then return 0 end
 redis.call('HDEL', ck, me)
@@ -202,7 +210,7 @@ for _, other in ipairs(redis.call('SMEMBERS', ik)) do
   if redis.call('EXISTS', P .. 'chat:alive:' .. other) == 0 then
     local hk = P .. 'chat:here:' .. other
     for _, user in ipairs(redis.call('SMEMBERS', hk)) do
-      local ck = P .. 'chat:conn:' .. user
+      local ck = conn_key(user)
       redis.call('HDEL', ck, other)
       if redis.call('EXISTS', ck) == 0 and redis.call('DEL', P .. 'chat:online:' .. user) == 1 then
         table.insert(gone, user)
