@@ -60,26 +60,23 @@ impl Mirror {
         self.cache.get_with(key.clone(), || Arc::new(make()))
     }
 
-    /// Follows a change of `task`'s variants: held while any is unsettled,
-    /// left to the cache once none is.
+    /// Follows a change of `task`'s variants: held while any is unsettled;
+    /// once none is, put in the cache again (so it weighs the task's
+    /// results now and its time to live starts again) and left to it.
     pub(super) fn track(&self, task: &Arc<Task>) {
         let mut under_way = self.under_way();
         if task.unsettled().is_empty() {
+            // Cached before it is let go, so a lookup always finds it.
+            self.cache.insert(task.key.clone(), task.clone());
             under_way.remove(&task.key);
         } else {
             under_way.insert(task.key.clone(), task.clone());
         }
     }
 
-    /// Puts `task` in the cache again, so it weighs the task's results now
-    /// and its time to live starts again.
-    pub(super) fn refresh(&self, task: &Arc<Task>) {
-        self.cache.insert(task.key.clone(), task.clone());
-    }
-
     /// Forgets a task that has no variant left.
     pub(super) fn forget(&self, task: &Arc<Task>) {
-        self.track(task);
+        self.under_way().remove(&task.key);
         self.cache.invalidate(&task.key);
     }
 

@@ -1,8 +1,8 @@
 //! The job service: task keys and variants (`variant`, `task`), the checked
 //! admission, the bounded worker pool, the result store (`store`, its known
-//! tasks in `mirror`, and how it follows the shared backend, `shared`), the records the backend keeps
-//! (`record`) and the shared worker loop (`worker`). Every protocol's image
-//! work goes through here.
+//! tasks in `mirror`, and how it follows the shared backend, `shared`), the
+//! records the backend keeps (`record`) and the shared worker loop
+//! (`worker`). Every protocol's image work goes through here.
 
 mod admission;
 mod error;

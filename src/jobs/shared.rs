@@ -134,12 +134,8 @@ impl JobStore {
                 return;
             }
         };
-        let settled = state.is_settled();
         let variant = task.variant_or_insert(spec, state.clone());
         variant.advance(state);
-        if settled {
-            self.tasks.refresh(task);
-        }
         self.tasks.track(task);
     }
 
@@ -263,7 +259,6 @@ impl JobStore {
         let task = self.mirror(&key, size);
         let state = VariantState::Done(finished.clone());
         task.variant_or_insert(spec, state.clone()).advance(state);
-        self.tasks.refresh(&task);
         self.tasks.track(&task);
         Ok((key, finished))
     }

@@ -16,12 +16,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::mirror::Mirror;
 use super::task::{Finished, Task, VariantState};
 use super::{JobError, TaskKey, VariantSpec, WorkerPool};
 use crate::backend::{JobQueue, JobRepo, MemoryJobs};
 use crate::pipeline::{Limits, Options, Output};
-use bytes::Bytes;
 
 /// Outcome counts and sizes, reported to metrics by the store.
 pub trait JobObserver: Send + Sync {

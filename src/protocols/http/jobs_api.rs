@@ -146,10 +146,12 @@ pub async fn upload(
     // The body's bytes count against `upload.max_queued_bytes` while it is
     // read (a body of unknown length as the largest allowed).
     let expected = declared.unwrap_or(limit + MULTIPART_OVERHEAD);
-    let Some(hold) = state.store.pool().hold_intake(expected) else {
-        return Ok(refuse_body(&mut multipart, ApiError::from(JobError::QueueFull)).await);
+    // A refused body is read and dropped like any refused upload below.
+    let hold = state.store.pool().hold_intake(expected);
+    let read = match hold {
+        Some(_) => read_form(&mut multipart, limit, expected).await,
+        None => Err(ApiError::from(JobError::QueueFull)),
     };
-    let read = read_form(&mut multipart, limit, expected).await;
     if read.is_err() {
         discard_rest(&mut multipart).await;
     }
@@ -261,16 +263,6 @@ fn is_field_name(name: &str) -> bool {
 /// Reads and drops what is left of a refused upload, so that the answer
 /// reaches a keep-alive client instead of a connection reset (closing a
 /// socket with unread data resets it). Bounded by the route's body limit.
-/// Answers `error` to an upload whose body was not used: reads and drops
-/// the body first (holding none of it; its length is within
-/// `upload.max_upload_size` and the form's overhead, checked before), so a
-/// client that sends the whole body before it reads the answer gets the
-/// answer instead of a reset connection.
-async fn refuse_body(multipart: &mut Multipart, error: ApiError) -> Response {
-    discard_rest(multipart).await;
-    error.into_response()
-}
-
 async fn discard_rest(multipart: &mut Multipart) {
     while let Ok(Some(mut field)) = multipart.next_field().await {
         while let Ok(Some(_)) = field.chunk().await {}
