@@ -8,9 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use pixpress::config::LogFormat;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Image compression job queue and real-time image sharing server.
 #[derive(Parser)]
 #[command(version, about)]
