@@ -289,7 +289,7 @@ async fn a_job_whose_worker_dies_every_time_is_set_aside_after_max_attempts() {
             if !reclaimed.is_empty() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(POLL_PAUSE).await;
         }
         assert_eq!(reclaimed.len(), 1, "taken over");
         assert_eq!(reclaimed[0].deliveries, delivery);
@@ -324,7 +324,7 @@ async fn a_job_whose_worker_dies_every_time_is_set_aside_after_max_attempts() {
         if pending == 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(POLL_PAUSE).await;
     }
     assert_eq!(pending, 0, "the set-aside job is acknowledged");
     let (status, body) = common::http::upload(&base, image, &[]).await;
