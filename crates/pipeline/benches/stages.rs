@@ -111,8 +111,10 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
-    // quality=auto's stages: a score one-off against one with the reference
-    // prepared once (what each trial pays), the sample, and a whole job
+    // quality=auto's stages: a trial's decode (the input path's WebP
+    // decoder against libwebp's, which the search uses), a score one-off
+    // against one with the reference prepared once (what each trial pays;
+    // up to 1 MP whole, larger in strips), the sample, and a whole job
     // against a fixed-quality job.
     let mut g = c.benchmark_group("auto");
     let trial = stages::encode(&photo_1mp, Format::Webp, 80).unwrap();
@@ -121,6 +123,12 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(u64::from(
         photo_1mp.width() * photo_1mp.height(),
     )));
+    g.bench_function("decode_webp_trial_1mp_input_decoder", |b| {
+        b.iter(|| stages::decode(&trial, &limits).unwrap())
+    });
+    g.bench_function("decode_webp_trial_1mp_libwebp", |b| {
+        b.iter(|| stages::decode_output(Format::Webp, &trial).unwrap())
+    });
     g.bench_function("score_1mp_one_off", |b| {
         b.iter(|| metric::ssimulacra2(&photo_1mp, &decoded).unwrap())
     });
@@ -132,6 +140,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| metric::Reference::new(&photo_1mp, white).unwrap())
     });
     g.throughput(Throughput::Elements(u64::from(big.width() * big.height())));
+    let big_trial = stages::encode(&big, Format::Webp, 80).unwrap();
+    let big_decoded = stages::decode_output(Format::Webp, &big_trial).unwrap();
+    g.bench_function("score_4mp_one_off_in_strips", |b| {
+        b.iter(|| metric::ssimulacra2(&big, &big_decoded).unwrap())
+    });
     g.bench_function("sample_4mp", |b| {
         b.iter(|| stages::search_image(&big).width())
     });

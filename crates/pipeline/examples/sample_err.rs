@@ -1,6 +1,9 @@
-//! How far the search's sample score is from the whole image's score, on
-//! the corpus images over 1 MP: WebP at a few qualities, the whole image and
-//! the sample (`stages::search_image`) each encoded and scored.
+//! How far sampled scores are from the whole image's score, on the corpus
+//! images over 1 MP, WebP and JPEG at a few qualities. Two ways to sample:
+//! the search's (the mosaic of tiles, `stages::search_image`, encoded and
+//! scored on its own) and the check's (the whole image encoded, and the
+//! same tiles cut from it and from the original scored), the latter with
+//! several tile sizes.
 //!
 //! ```text
 //! cargo run --release -p pixpress-pipeline --example sample_err -- ../shared/corpus
@@ -10,11 +13,33 @@ use std::path::PathBuf;
 
 mod corpus;
 
+use image::DynamicImage;
 use pixpress_pipeline::{metric, stages, Format, Limits};
+
+/// (tile side, tiles) of the check's samples.
+const CUTS: [(u32, u32); 4] = [(256, 12), (128, 48), (64, 192), (32, 768)];
+
+fn decode(bytes: &[u8]) -> DynamicImage {
+    stages::decode(bytes, &Limits::default()).unwrap()
+}
+
+fn summary(label: &str, errors: &mut [f64]) {
+    errors.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
+    let Some(max) = errors.last() else { return };
+    let within = errors.iter().filter(|e| e.abs() <= 1.0).count();
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    println!(
+        "{label}: {} pairs, median |diff| {:.2}, max {:+.2}, mean {mean:+.2}, within 1 point {within}",
+        errors.len(),
+        errors[errors.len() / 2].abs(),
+        max,
+    );
+}
 
 fn main() {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or("../shared/corpus".into()));
-    let mut errors = Vec::new();
+    let mut search_err = Vec::new();
+    let mut cut_err = vec![Vec::new(); CUTS.len()];
     for corpus::CorpusImage {
         path, image: img, ..
     } in corpus::images(&root)
@@ -22,28 +47,31 @@ fn main() {
         let stages::SearchImage::Sample(sample) = stages::search_image(&img) else {
             continue;
         };
-        let score = |img: &image::DynamicImage, q: u8| {
-            let bytes = stages::encode(img, Format::Webp, q).unwrap();
-            let decoded = stages::decode(&bytes, &Limits::default()).unwrap();
-            metric::ssimulacra2(img, &decoded).unwrap()
-        };
-        for q in [70u8, 85] {
-            let (whole, part) = (score(&img, q), score(&sample, q));
-            errors.push((part - whole).abs());
-            println!(
-                "{} q{q}: whole {whole:.2}, sample {part:.2} ({:+.2})",
-                path.file_name().unwrap().to_string_lossy(),
-                part - whole
-            );
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for (format, q) in [(Format::Webp, 70u8), (Format::Webp, 85), (Format::Jpeg, 75)] {
+            let full = decode(&stages::encode(&img, format, q).unwrap());
+            let whole = metric::ssimulacra2(&img, &full).unwrap();
+            let part = decode(&stages::encode(&sample, format, q).unwrap());
+            let searched = metric::ssimulacra2(&sample, &part).unwrap() - whole;
+            search_err.push(searched);
+            let mut line =
+                format!("{name} {format:?} q{q}: whole {whole:.2}, search {searched:+.2}");
+            for (k, &(tile, tiles)) in CUTS.iter().enumerate() {
+                let (Some(a), Some(b)) = (
+                    stages::mosaic(&img, tile, tiles),
+                    stages::mosaic(&full, tile, tiles),
+                ) else {
+                    continue;
+                };
+                let d = metric::ssimulacra2(&a, &b).unwrap() - whole;
+                cut_err[k].push(d);
+                line += &format!(", cut {tile}x{tiles} {d:+.2}");
+            }
+            println!("{line}");
         }
     }
-    errors.sort_by(f64::total_cmp);
-    if let (Some(max), false) = (errors.last(), errors.is_empty()) {
-        let within = errors.iter().filter(|e| **e <= 1.0).count();
-        println!(
-            "{} pairs: median |diff| {:.2}, max {max:.2}, within 1 point {within}",
-            errors.len(),
-            errors[errors.len() / 2],
-        );
+    summary("search (mosaic encoded alone)", &mut search_err);
+    for (k, &(tile, tiles)) in CUTS.iter().enumerate() {
+        summary(&format!("check, {tiles} tiles of {tile}"), &mut cut_err[k]);
     }
 }

@@ -24,6 +24,7 @@ mod output;
 mod presets;
 pub mod recipe;
 mod strip;
+mod webp_decode;
 
 use std::time::Instant;
 
@@ -242,6 +243,18 @@ pub mod stages {
             Some(s) => SearchImage::Sample(s),
             None => SearchImage::Whole(image),
         }
+    }
+
+    /// Decodes an output of `format` the way the auto search does to score
+    /// it (libwebp for WebP, dav1d for AVIF, the input decoders otherwise).
+    pub fn decode_output(format: Format, bytes: &[u8]) -> Result<DynamicImage, PipelineError> {
+        crate::auto::decode_output(format, bytes)
+    }
+
+    /// `tiles` full-resolution tiles of `tile` pixels spread over `image`,
+    /// as the search's sample is made (`None` when the image is too small).
+    pub fn mosaic(image: &DynamicImage, tile: u32, tiles: u32) -> Option<DynamicImage> {
+        crate::auto::mosaic(image, tile, tiles)
     }
 
     /// Lossless PNG (the fallback when the palette cannot reach the quality).

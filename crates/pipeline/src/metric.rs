@@ -4,8 +4,9 @@
 //! Both sides are 8-bit sRGB; alpha is flattened onto the background first
 //! (the same colour under both), so a score compares what a page shows.
 //! Scores run from 100 (identical) down; below 0 is possible for severe
-//! damage. The comparison runs in strips of rows, which bounds the metric's
-//! own buffers to a few tens of megabytes whatever the image size.
+//! damage. Images over a megapixel are compared in strips of rows, which
+//! bounds the metric's own buffers to a few tens of megabytes whatever the
+//! image size; smaller ones whole, which is about twice as fast.
 //!
 //! A search scores several encodes against one image: `Reference` converts
 //! that image (XYB and the six-scale pyramid) once, and each trial then pays
@@ -62,9 +63,16 @@ fn same_size(reference: (u32, u32), distorted: &RgbImage) -> Result<(), Pipeline
     Ok(())
 }
 
-/// Strips need a minimum height; small images go whole.
-fn config_for(height: u32) -> Ssimulacra2Config<'static> {
-    if height as usize > 2 * STRIP_ROWS {
+/// Images up to this many pixels are compared whole: about twice as fast
+/// as in strips (0.08-0.10 s/MP against 0.15-0.17 on a 2 and a 4 MP photo),
+/// for working buffers of about 80 bytes a pixel. The search's image (the
+/// whole image up to 1 MP, else its sample) is always compared whole.
+const WHOLE_MAX_PIXELS: u64 = 1 << 20;
+
+/// Larger images go in strips, which bound the buffers whatever the size.
+fn config_for(width: u32, height: u32) -> Ssimulacra2Config<'static> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > WHOLE_MAX_PIXELS && height as usize > 2 * STRIP_ROWS {
         Ssimulacra2Config::strips(STRIP_ROWS)
     } else {
         Ssimulacra2Config::default()
@@ -75,7 +83,8 @@ fn config_for(height: u32) -> Ssimulacra2Config<'static> {
 pub(crate) fn score_rgb(reference: &RgbImage, distorted: &RgbImage) -> Result<f64, PipelineError> {
     same_size(reference.dimensions(), distorted)?;
     let (a, b) = (slice(reference)?, slice(distorted)?);
-    compute_ssimulacra2_with_config(&a, &b, &config_for(reference.height())).map_err(fail)
+    compute_ssimulacra2_with_config(&a, &b, &config_for(reference.width(), reference.height()))
+        .map_err(fail)
 }
 
 /// An image prepared once for scoring several encodes of it: its colour
@@ -115,7 +124,7 @@ impl Reference {
     pub(crate) fn score_rgb(&self, distorted: &RgbImage) -> Result<f64, PipelineError> {
         same_size(self.size, distorted)?;
         self.inner
-            .compare_with_config(&slice(distorted)?, &config_for(self.size.1))
+            .compare_with_config(&slice(distorted)?, &config_for(self.size.0, self.size.1))
             .map_err(fail)
     }
 }

@@ -7,7 +7,7 @@
 pub(crate) mod avif;
 pub(crate) mod jpeg;
 pub(crate) mod png;
-mod webp;
+pub(crate) mod webp;
 
 use std::time::Instant;
 
