@@ -68,7 +68,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
         settings.upload.max_queue,
         settings.upload.job_timeout,
     )
-    .with_max_queued_bytes(settings.upload.max_queued_bytes);
+    .with_max_queued_bytes(settings.upload.max_queued_bytes)
+    .with_max_running_pixels(settings.upload.max_running_pixels);
     if let Some(dir) = &settings.server.output_dir {
         std::fs::create_dir_all(dir).map_err(|e| StartError::Setup {
             what: "server.output_dir",

@@ -110,6 +110,9 @@ pub struct UploadSettings {
     /// Input bytes all waiting jobs may hold together; beyond that, 503.
     #[serde(deserialize_with = "de_size")]
     pub max_queued_bytes: u64,
+    /// Pixels (width x height of the inputs) that running jobs may decode
+    /// together; a job waits for its share. 0 = no bound.
+    pub max_running_pixels: u64,
     /// A job running longer than this fails with `processing_timeout`.
     #[serde(with = "humantime_serde")]
     pub job_timeout: Duration,
@@ -125,7 +128,8 @@ impl Default for UploadSettings {
             max_upload_size: 10 * 1024 * 1024,
             max_concurrent_tasks: 3,
             max_queue: 64,
-            max_queued_bytes: 256 * 1024 * 1024,
+            max_queued_bytes: 48 * 1024 * 1024,
+            max_running_pixels: 40_000_000,
             job_timeout: Duration::from_secs(60),
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,

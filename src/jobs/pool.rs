@@ -3,12 +3,14 @@
 //! At most `max_concurrent` pipeline runs at once, each on a blocking thread;
 //! at most `max_queue` more wait for a slot. Admission is decided at once
 //! (`try_admit`), so a full queue is answered immediately and never grows
-//! memory. A job that panics or passes its deadline fails alone. The pool
-//! knows nothing of HTTP, rooms or caching.
+//! memory. Running jobs together decode at most `max_running_pixels`
+//! (`with_max_running_pixels`): a large image waits for earlier ones to
+//! finish instead of running beside them. A job that panics or passes its
+//! deadline fails alone. The pool knows nothing of HTTP, rooms or caching.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,9 +41,45 @@ struct Inner {
     queued_bytes: AtomicU64,
     max_queued_bytes: AtomicU64,
     processing: AtomicUsize,
+    /// The pixels running jobs may decode together, when bounded.
+    pixel_budget: OnceLock<PixelBudget>,
     timeout: Duration,
     /// True while nothing is queued or processing (for graceful shutdown).
     idle: watch::Sender<bool>,
+}
+
+/// Pixels counted in units of [`PIXELS_PER_UNIT`] (a semaphore takes at
+/// most `u32::MAX` permits at once).
+struct PixelBudget {
+    units: Arc<Semaphore>,
+    max_units: u32,
+}
+
+const PIXELS_PER_UNIT: u64 = 1000;
+
+impl PixelBudget {
+    fn new(max_pixels: u64) -> Self {
+        let max_units = (max_pixels.div_ceil(PIXELS_PER_UNIT))
+            .clamp(1, u64::from(u32::MAX).min(Semaphore::MAX_PERMITS as u64))
+            as u32;
+        Self {
+            units: Arc::new(Semaphore::new(max_units as usize)),
+            max_units,
+        }
+    }
+
+    /// Waits until `pixels` fit beside the running jobs' pixels. An image
+    /// larger than the whole budget waits for all of it and runs alone.
+    async fn acquire(&self, pixels: u64) -> Result<OwnedSemaphorePermit, JobError> {
+        let units = pixels
+            .div_ceil(PIXELS_PER_UNIT)
+            .clamp(1, u64::from(self.max_units)) as u32;
+        self.units
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .map_err(|_| JobError::ShuttingDown)
+    }
 }
 
 impl Inner {
@@ -102,6 +140,7 @@ impl WorkerPool {
                 queued_bytes: AtomicU64::new(0),
                 max_queued_bytes: AtomicU64::new(u64::MAX),
                 processing: AtomicUsize::new(0),
+                pixel_budget: OnceLock::new(),
                 timeout,
                 idle: watch::Sender::new(true),
             }),
@@ -123,6 +162,15 @@ impl WorkerPool {
     /// Bounds the input bytes that queued jobs may hold together.
     pub fn with_max_queued_bytes(self, max: u64) -> Self {
         self.inner.max_queued_bytes.store(max, Ordering::Relaxed);
+        self
+    }
+
+    /// Bounds the pixels (width x height of the input) that running jobs
+    /// decode together; 0 leaves them unbounded. Set once, before use.
+    pub fn with_max_running_pixels(self, max: u64) -> Self {
+        if max > 0 {
+            let _ = self.inner.pixel_budget.set(PixelBudget::new(max));
+        }
         self
     }
 
@@ -273,8 +321,9 @@ impl Admission {
         Ok(self)
     }
 
-    /// Waits for a worker slot, calls `on_start`, then runs the pipeline on a
-    /// blocking thread with the pool's deadline.
+    /// Waits for a worker slot and for the image's pixels to fit the pool's
+    /// pixel budget, calls `on_start`, then runs the pipeline on a blocking
+    /// thread with the pool's deadline.
     pub async fn run(
         self,
         input: Bytes,
@@ -284,6 +333,12 @@ impl Admission {
         let mut this = self.ready().await?;
         let (Some(permit), Some(running)) = (this.permit.take(), this.running.take()) else {
             return Err(JobError::ShuttingDown);
+        };
+        // Slot first, pixels second: whoever holds pixels holds a slot and
+        // is running, so the budget always comes back.
+        let pixels = match this.inner.pixel_budget.get() {
+            Some(budget) => Some(budget.acquire(input_pixels(&input, &options)).await?),
+            None => None,
         };
         on_start();
         let timeout = this
@@ -295,6 +350,7 @@ impl Admission {
             // The slot stays taken until the pipeline has really stopped,
             // even when the caller gave up waiting.
             let _slot = permit;
+            let _pixels = pixels;
             let _running = running;
             std::panic::catch_unwind(AssertUnwindSafe(|| pipeline::process(&input, &options)))
         });
@@ -306,6 +362,14 @@ impl Admission {
             Ok(Ok(Ok(result))) => result.map_err(JobError::from),
         }
     }
+}
+
+/// The pixels a job's input decodes to, from its header; 0 when the
+/// header does not read (the pipeline then fails at once).
+fn input_pixels(input: &[u8], options: &Options) -> u64 {
+    pipeline::probe(input, &options.limits)
+        .map(|info| u64::from(info.width) * u64::from(info.height))
+        .unwrap_or(0)
 }
 
 impl Admission {
@@ -408,6 +472,44 @@ mod tests {
         drop((running, b, c));
         assert_eq!(pool.queued_bytes(), 0);
         assert_eq!(pool.stats().queued, 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_waits_until_its_pixels_fit_beside_the_running_ones() {
+        use futures_util::FutureExt;
+        let pool = WorkerPool::new(2, 0, Duration::from_secs(30)).with_max_running_pixels(100_000);
+        let budget = pool.inner.pixel_budget.get().expect("a budget was set");
+        // A running job holding 60,000 of the 100,000 pixels.
+        let held = budget.acquire(60_000).await.unwrap();
+        let png = Bytes::from(crate::jobs::admission::tests::png(250, 200)); // 50,000 px
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let mut job = Box::pin(pool.try_admit().unwrap().run(
+            png.clone(),
+            Options::default(),
+            || started.store(true, Ordering::SeqCst),
+        ));
+        assert!(
+            job.as_mut().now_or_never().is_none(),
+            "50,000 px do not fit beside 60,000"
+        );
+        assert!(!started.load(Ordering::SeqCst));
+        assert_eq!(
+            pool.stats().processing,
+            1,
+            "it holds its slot while it waits"
+        );
+        drop(held);
+        let output = job.await.expect("runs once the pixels are back");
+        assert!(started.load(Ordering::SeqCst));
+        assert!(!output.bytes.is_empty());
+        // An image larger than the whole budget runs alone, not never.
+        let big = Bytes::from(crate::jobs::admission::tests::png(500, 400)); // 200,000 px
+        pool.try_admit()
+            .unwrap()
+            .run(big, Options::default(), || {})
+            .await
+            .expect("runs with the whole budget");
+        assert_eq!(budget.units.available_permits(), 100, "every unit is back");
     }
 
     #[tokio::test]
