@@ -364,10 +364,11 @@ impl Admission {
     }
 }
 
-/// The pixels a job's input decodes to, from its header; 0 when the
-/// header does not read (the pipeline then fails at once).
+/// The pixels a job's input decodes to, from its header (admission probed
+/// it already); 0 when the header does not read (the pipeline then fails
+/// at once).
 fn input_pixels(input: &[u8], options: &Options) -> u64 {
-    pipeline::probe(input, &options.limits)
+    pipeline::read_header(input, &options.limits)
         .map(|info| u64::from(info.width) * u64::from(info.height))
         .unwrap_or(0)
 }

@@ -55,6 +55,18 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // The header: admission's probe (for JPEG a walk over the whole file, so
+    // a truncated one fails early) against the worker pool's read of the
+    // size alone.
+    let mut g = c.benchmark_group("header");
+    g.bench_function("probe_jpeg_4mp", |b| {
+        b.iter(|| pixpress_pipeline::probe(&photo, &limits).unwrap())
+    });
+    g.bench_function("read_header_jpeg_4mp", |b| {
+        b.iter(|| pixpress_pipeline::read_header(&photo, &limits).unwrap())
+    });
+    g.finish();
+
     // A thumbnail from the 4 MP JPEG: full decode then resize, against
     // shrink-on-load to twice the target then resize.
     let mut g = c.benchmark_group("thumbnail");

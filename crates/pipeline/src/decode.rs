@@ -95,25 +95,37 @@ fn decoder_for<'a>(
     reader.into_decoder().map_err(decode_error)
 }
 
-/// Header only: format and dimensions, checked against `limits`.
+/// Header only: format and dimensions, checked against `limits`; a JPEG
+/// must also be complete.
 pub fn probe(input: &[u8], limits: &Limits) -> Result<ImageInfo, PipelineError> {
     let format = sniff_checked(input, limits)?;
     if format == InputFormat::Jpeg {
         // A marker walk is cheap, and it catches truncated files that the
         // JPEG decoder would accept.
         jpeg_markers::check_complete(input)?;
-        let (width, height) = jpeg_markers::frame_size(input)?;
-        check_dimensions(width, height, limits)?;
-        // JPEG is decoded by libjpeg, not the `image` crate (which lacks
-        // arithmetic coding): the frame header is all probe needs.
-        return Ok(ImageInfo {
-            format,
-            width,
-            height,
-        });
     }
-    let decoder = decoder_for(input, format, limits)?;
-    let (width, height) = decoder.dimensions();
+    header_info(input, format, limits)
+}
+
+/// Format and dimensions from the header alone, checked against `limits`,
+/// without [`probe`]'s walk over a JPEG's scans: for input probed before.
+pub fn read_header(input: &[u8], limits: &Limits) -> Result<ImageInfo, PipelineError> {
+    let format = sniff_checked(input, limits)?;
+    header_info(input, format, limits)
+}
+
+fn header_info(
+    input: &[u8],
+    format: InputFormat,
+    limits: &Limits,
+) -> Result<ImageInfo, PipelineError> {
+    let (width, height) = if format == InputFormat::Jpeg {
+        // JPEG is decoded by libjpeg, not the `image` crate (which lacks
+        // arithmetic coding): the frame header is all that is needed.
+        jpeg_markers::frame_size(input)?
+    } else {
+        decoder_for(input, format, limits)?.dimensions()
+    };
     check_dimensions(width, height, limits)?;
     Ok(ImageInfo {
         format,

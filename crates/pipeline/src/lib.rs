@@ -268,3 +268,10 @@ pub mod stages {
 pub fn probe(input: &[u8], limits: &Limits) -> Result<ImageInfo, PipelineError> {
     decode::probe(input, limits)
 }
+
+/// Format and dimensions from the header alone, checked against `limits`:
+/// [`probe`] without its walk over a JPEG's scans (which reads the whole
+/// file), for input that was probed before.
+pub fn read_header(input: &[u8], limits: &Limits) -> Result<ImageInfo, PipelineError> {
+    decode::read_header(input, limits)
+}

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use common::*;
 use image::{imageops, DynamicImage, Rgb, RgbImage, RgbaImage};
-use pixpress_pipeline::{probe, process, Format, InputFormat, Limits, Options, PipelineError};
+use pixpress_pipeline::{
+    probe, process, read_header, Format, InputFormat, Limits, Options, PipelineError,
+};
 
 fn png_options() -> Options {
     Options::new(Format::Png)
@@ -93,6 +95,33 @@ fn truncated_jpeg_is_an_error_not_grey_pixels() {
         assert_eq!(err.code(), "invalid_image", "cut at {cut}: {err}");
         assert!(probe(&full[..cut], &Limits::default()).is_err());
     }
+}
+
+#[test]
+fn read_header_gives_probes_size_without_walking_a_jpegs_scans() {
+    let limits = Limits::default();
+    let jpeg = jpeg_q(&photo_like(120, 80), 90);
+    let probed = probe(&jpeg, &limits).unwrap();
+    let header = read_header(&jpeg, &limits).unwrap();
+    assert_eq!(
+        (header.format, header.width, header.height),
+        (probed.format, 120, 80)
+    );
+    // A truncated JPEG still has its frame header: probe refuses it, the
+    // header read does not.
+    let cut = &jpeg[..jpeg.len() / 2];
+    assert!(probe(cut, &limits).is_err());
+    assert_eq!(read_header(cut, &limits).unwrap().width, 120);
+    // The limits hold for both.
+    let small = Limits {
+        max_pixels: 100,
+        ..Limits::default()
+    };
+    assert_eq!(
+        read_header(&jpeg, &small).unwrap_err().code(),
+        "too_many_pixels"
+    );
+    assert!(read_header(b"not an image", &limits).is_err());
 }
 
 fn check_bad_dir(dir: &Path) -> usize {
