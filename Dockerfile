@@ -1,7 +1,7 @@
 # Multi-stage build: the same commands CI runs (scripts/setup's build
 # packages, then cargo), and a small non-root runtime image.
 FROM rust:1-bookworm AS build
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nasm pkg-config meson ninja-build && rm -rf /var/lib/apt/lists/*
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nasm pkg-config meson ninja-build cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin pixpress

@@ -112,14 +112,12 @@ fn bench(c: &mut Criterion) {
         });
     }
     if Format::Avif.available() {
-        g.throughput(Throughput::Elements(u64::from(
-            photo_small.width() * photo_small.height(),
-        )));
-        g.bench_with_input(
-            BenchmarkId::new("avif", "photo_0.16mp"),
-            &photo_small,
-            |b, img| b.iter(|| stages::encode(img, Format::Avif, 60).unwrap()),
-        );
+        for (label, img) in [("photo_0.16mp", &photo_small), ("photo_1mp", &photo_1mp)] {
+            g.throughput(Throughput::Elements(u64::from(img.width() * img.height())));
+            g.bench_with_input(BenchmarkId::new("avif", label), img, |b, img| {
+                b.iter(|| stages::encode(img, Format::Avif, 60).unwrap())
+            });
+        }
     }
     g.finish();
 

@@ -10,7 +10,6 @@
 //! encoded once at the quality found. `format=auto` keeps the smallest
 //! candidate that meets the target.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use image::{DynamicImage, GenericImage, GenericImageView};
@@ -275,19 +274,7 @@ fn candidates(image: &DynamicImage, format: Format, auto: Option<&AutoFormat>) -
 
 /// Few colours or real transparency: the images a palette PNG may serve.
 fn palette_suits(image: &DynamicImage) -> bool {
-    encode::has_transparency(image) || distinct_colours(image, FEW_COLOURS).is_some()
-}
-
-/// The number of distinct RGBA colours, or `None` above `limit`.
-fn distinct_colours(image: &DynamicImage, limit: usize) -> Option<usize> {
-    let rgba = image.to_rgba8();
-    let mut seen = HashSet::new();
-    for p in rgba.pixels() {
-        if seen.insert(p.0) && seen.len() > limit {
-            return None;
-        }
-    }
-    Some(seen.len())
+    encode::has_transparency(image) || encode::distinct_colours(image, FEW_COLOURS).is_some()
 }
 
 /// A mosaic of full-resolution tiles spread over a large image, so that
@@ -570,8 +557,9 @@ pub(crate) fn choose(
         }
         let beat = best.as_ref().filter(|b| b.met).map(|b| b.bytes.len());
         // PNG with few colours: an exact palette first.
-        let start = (codec == Codec::Png && distinct_colours(work, PALETTE_COLOURS).is_some())
-            .then_some(100);
+        let start = (codec == Codec::Png
+            && encode::distinct_colours(work, PALETTE_COLOURS).is_some())
+        .then_some(100);
         let mut found = search(&mut scorer, codec, target, start, beat, max_trials)?;
         if codec == Codec::Jpeg
             && !found.met

@@ -38,6 +38,9 @@ pub use auto::{
 /// it) for scoring; AVIF is not an input format of `process`.
 #[cfg(feature = "avif")]
 pub use avif_decode::decode as decode_avif;
+#[cfg(feature = "avif")]
+#[doc(hidden)]
+pub use encode::avif::encode_with as avif_encode_with;
 pub use error::PipelineError;
 pub use format::{Format, InputFormat};
 pub use options::{Fit, FlipAxis, Limits, Options, Step};

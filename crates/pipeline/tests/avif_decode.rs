@@ -1,6 +1,7 @@
 //! The AVIF decoder that scores AVIF output, checked against libavif's own
 //! `avifdec` (Debian's `libavif-bin`, installed by `scripts/setup`) on the
-//! pipeline's AVIF output: the same pixels within rounding.
+//! pipeline's AVIF output: the same pixels within rounding (4:4:4) or
+//! within libyuv's fixed-point rounding (4:2:0, see the photo test).
 #![cfg(feature = "avif")]
 
 mod common;
@@ -9,7 +10,7 @@ use std::process::Command;
 
 use common::{fixture, quadrants};
 use image::{DynamicImage, ImageFormat};
-use pixpress_pipeline::{decode_avif, process, Format, Options};
+use pixpress_pipeline::{decode_avif, metric, process, Format, Options};
 
 fn avifdec_available() {
     let ok = Command::new("avifdec")
@@ -73,18 +74,32 @@ fn avif(input: &[u8], quality: u8) -> Vec<u8> {
     out.bytes
 }
 
+/// A photo is encoded 4:2:0 (8-bit). avifdec converts such images with
+/// libyuv's fixed-point filter (6-bit coefficients), which rounds a few
+/// levels away from the exact bilinear result that `decode_avif` computes
+/// in floating point; so the pixels agree closely rather than exactly, and
+/// ours must score against the source within half a point of libavif's.
 #[test]
 fn a_photo_decodes_as_libavif_decodes_it() {
     avifdec_available();
+    let source = fixture("ljt-testorig.jpg");
+    let original = image::load_from_memory(&source).unwrap();
     for quality in [40, 80] {
-        let bytes = avif(&fixture("ljt-testorig.jpg"), quality);
+        let bytes = avif(&source, quality);
         let ours = decode_avif(&bytes, 1 << 24).unwrap();
         let theirs = avifdec(&bytes, &format!("photo{quality}"));
         let (mean, worst) = difference(&ours, &theirs);
         eprintln!("quality {quality}: mean difference {mean:.3}, largest {worst}");
         assert!(
-            mean < 0.1 && worst <= 2,
+            mean < 0.5 && worst <= 5,
             "quality {quality}: mean {mean}, worst {worst}"
+        );
+        let score_ours = metric::ssimulacra2(&original, &ours).unwrap();
+        let score_theirs = metric::ssimulacra2(&original, &theirs).unwrap();
+        eprintln!("quality {quality}: score {score_ours:.2} (avifdec's {score_theirs:.2})");
+        assert!(
+            score_ours >= score_theirs - 0.5,
+            "quality {quality}: ours scores {score_ours:.2}, avifdec's {score_theirs:.2}"
         );
     }
 }

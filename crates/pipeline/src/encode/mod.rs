@@ -7,11 +7,14 @@
 pub(crate) mod avif;
 pub(crate) mod jpeg;
 pub(crate) mod png;
+mod quality_map;
 pub(crate) mod webp;
 
 use std::time::Instant;
 
-use image::{DynamicImage, RgbImage};
+use std::collections::HashSet;
+
+use image::{DynamicImage, GenericImageView, RgbImage};
 
 use crate::{Format, PipelineError};
 
@@ -47,6 +50,18 @@ pub(crate) fn has_transparency(image: &DynamicImage) -> bool {
         DynamicImage::ImageRgba8(b) => b.pixels().any(|p| p.0[3] < 255),
         other => other.color().has_alpha(),
     }
+}
+
+/// The number of distinct RGBA colours, or `None` as soon as there are more
+/// than `limit` (a photo stops within its first rows).
+pub(crate) fn distinct_colours(image: &DynamicImage, limit: usize) -> Option<usize> {
+    let mut seen = HashSet::new();
+    for (_, _, p) in image.pixels() {
+        if seen.insert(p.0) && seen.len() > limit {
+            return None;
+        }
+    }
+    Some(seen.len())
 }
 
 /// Composites an image with alpha onto `background` (straight alpha, sRGB

@@ -42,11 +42,7 @@ const QUALITY_OFFSETS: [(f32, f32); 12] = [
 /// maps lower).
 pub(crate) fn libwebp_quality(quality: u8) -> f32 {
     let q = f32::from(quality.min(100));
-    let Some(&[(q0, o0), (q1, o1)]) = QUALITY_OFFSETS.windows(2).find(|w| q <= w[1].0) else {
-        unreachable!("QUALITY_OFFSETS spans 0-100");
-    };
-    let offset = o0 + (o1 - o0) * (q - q0) / (q1 - q0);
-    (q - offset).clamp(0.0, 100.0)
+    (q - super::quality_map::interpolate(&QUALITY_OFFSETS, q)).clamp(0.0, 100.0)
 }
 
 fn fail(msg: impl std::fmt::Display) -> PipelineError {
