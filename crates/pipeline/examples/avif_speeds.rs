@@ -51,14 +51,14 @@ fn main() {
         let name = c.path.file_name().unwrap().to_string_lossy().into_owned();
         for &speed in &speeds {
             for layout in &chroma {
-                let yuv = match layout.as_str() {
-                    "420" => 3,
-                    "444" => 1,
-                    _ => 0,
+                let chroma = match layout.as_str() {
+                    "420" => Some(3), // libavif's AVIF_PIXEL_FORMAT_YUV420
+                    "444" => Some(1), // AVIF_PIXEL_FORMAT_YUV444
+                    _ => None,
                 };
                 for &q in &qualities {
                     let started = Instant::now();
-                    let bytes = pixpress_pipeline::avif_encode_with(&c.image, q, speed, yuv)
+                    let bytes = pixpress_pipeline::avif_encode_with(&c.image, q, speed, chroma)
                         .expect("encode");
                     let secs = started.elapsed().as_secs_f64();
                     let decoded =

@@ -64,7 +64,7 @@ pub(crate) fn libavif_quality(quality: u8) -> i32 {
 }
 
 pub(crate) fn encode(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, PipelineError> {
-    encode_with(image, libavif_quality(quality), SPEED, 0)
+    encode_with(image, libavif_quality(quality), SPEED, None)
 }
 
 /// Frees what libavif allocated, on every path out.
@@ -89,35 +89,22 @@ fn check(what: &str, result: sys::avifResult) -> Result<(), PipelineError> {
 }
 
 /// Encodes at libavif's own quality (0-100, not mapped), libaom `speed`
-/// and chroma layout (`0`: the encoder's choice, [`yuv_format`]); public
+/// and chroma layout (`None`: the encoder's choice, [`yuv_format`]); public
 /// (hidden) for the measuring example.
 #[doc(hidden)]
 pub fn encode_with(
     image: &DynamicImage,
     libavif_quality: i32,
     speed: i32,
-    yuv_format: sys::avifPixelFormat,
+    chroma: Option<sys::avifPixelFormat>,
 ) -> Result<Vec<u8>, PipelineError> {
-    let yuv_format = if yuv_format == 0 {
-        self::yuv_format(image)
-    } else {
-        yuv_format
-    };
+    let yuv_format = chroma.unwrap_or_else(|| self::yuv_format(image));
     let (w, h) = (image.width(), image.height());
-    let (rgba, rgb);
-    let (pixels, rgb_format, channels): (&[u8], _, u32) = match image {
-        DynamicImage::ImageRgb8(b) => (b.as_raw(), sys::AVIF_RGB_FORMAT_RGB, 3),
-        DynamicImage::ImageRgba8(b) if super::has_transparency(image) => {
-            (b.as_raw(), sys::AVIF_RGB_FORMAT_RGBA, 4)
-        }
-        _ if super::has_transparency(image) => {
-            rgba = image.to_rgba8();
-            (rgba.as_raw(), sys::AVIF_RGB_FORMAT_RGBA, 4)
-        }
-        _ => {
-            rgb = image.to_rgb8();
-            (rgb.as_raw(), sys::AVIF_RGB_FORMAT_RGB, 3)
-        }
+    let (pixels, channels) = super::rgb_or_rgba(image);
+    let rgb_format = if channels == 4 {
+        sys::AVIF_RGB_FORMAT_RGBA
+    } else {
+        sys::AVIF_RGB_FORMAT_RGB
     };
     contain_panic("libavif", || {
         // SAFETY: every pointer handed to libavif comes from libavif itself

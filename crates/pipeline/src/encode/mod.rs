@@ -10,9 +10,9 @@ pub(crate) mod png;
 mod quality_map;
 pub(crate) mod webp;
 
-use std::time::Instant;
-
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::time::Instant;
 
 use image::{DynamicImage, GenericImageView, RgbImage};
 
@@ -49,6 +49,19 @@ pub(crate) fn has_transparency(image: &DynamicImage) -> bool {
         DynamicImage::ImageLumaA8(b) => b.pixels().any(|p| p.0[1] < 255),
         DynamicImage::ImageRgba8(b) => b.pixels().any(|p| p.0[3] < 255),
         other => other.color().has_alpha(),
+    }
+}
+
+/// The image as packed 8-bit rows for an encoder that takes RGB or RGBA:
+/// RGBA (4 channels) when some pixel is not opaque, else RGB (3). An 8-bit
+/// RGB or RGBA image is lent as it is; anything else is converted once.
+pub(crate) fn rgb_or_rgba(image: &DynamicImage) -> (Cow<'_, [u8]>, u32) {
+    let alpha = has_transparency(image);
+    match image {
+        DynamicImage::ImageRgb8(b) => (Cow::Borrowed(b.as_raw()), 3),
+        DynamicImage::ImageRgba8(b) if alpha => (Cow::Borrowed(b.as_raw()), 4),
+        _ if alpha => (Cow::Owned(image.to_rgba8().into_raw()), 4),
+        _ => (Cow::Owned(image.to_rgb8().into_raw()), 3),
     }
 }
 

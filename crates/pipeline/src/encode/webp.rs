@@ -54,20 +54,8 @@ pub(crate) fn encode(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, Pipel
     if w > 16383 || h > 16383 {
         return Err(fail(format!("{w}x{h} exceeds 16383 pixels per side")));
     }
-    let (rgba, rgb);
-    let (pixels, channels): (&[u8], usize) = match image {
-        DynamicImage::ImageRgb8(b) => (b.as_raw(), 3),
-        DynamicImage::ImageRgba8(b) if super::has_transparency(image) => (b.as_raw(), 4),
-        _ if super::has_transparency(image) => {
-            rgba = image.to_rgba8();
-            (rgba.as_raw(), 4)
-        }
-        _ => {
-            rgb = image.to_rgb8();
-            (rgb.as_raw(), 3)
-        }
-    };
-    encode_pixels(pixels, w, h, channels, quality)
+    let (pixels, channels) = super::rgb_or_rgba(image);
+    encode_pixels(&pixels, w, h, channels as usize, quality)
 }
 
 /// Encodes packed RGB (3 channels) or RGBA (4) rows of `w` pixels.
