@@ -197,6 +197,15 @@ pub struct QualitySettings {
     /// `format=auto` considers AVIF only for images of at most this many
     /// pixels (AVIF encodes are slow); 0 leaves AVIF out.
     pub auto_avif_max_pixels: u64,
+    /// Tiles of 256 pixels in the sample an image over a megapixel is
+    /// searched on (2-64): more is closer to the whole image's score and
+    /// slower.
+    pub auto_sample_tiles: u32,
+    /// Up to this many pixels, the output of a sampled search is scored
+    /// again on the whole image, which reports the exact score and steps
+    /// the quality up when it falls short; 0 = never (the sample's score
+    /// is reported, `score_sampled: true`).
+    pub auto_exact_max_pixels: u64,
 }
 
 impl Default for QualitySettings {
@@ -204,6 +213,8 @@ impl Default for QualitySettings {
         Self {
             auto_target: crate::pipeline::DEFAULT_TARGET as u8,
             auto_avif_max_pixels: crate::pipeline::DEFAULT_AVIF_MAX_PIXELS,
+            auto_sample_tiles: crate::pipeline::DEFAULT_SAMPLE_TILES,
+            auto_exact_max_pixels: 0,
         }
     }
 }
@@ -674,6 +685,9 @@ impl Settings {
         if !targets.contains(&f32::from(self.quality.auto_target)) {
             return fail("quality.auto_target", "must be from 30 to 100");
         }
+        if !(2..=64).contains(&self.quality.auto_sample_tiles) {
+            return fail("quality.auto_sample_tiles", "must be from 2 to 64");
+        }
         if self.cache.ttl.is_zero() {
             return fail("cache.ttl", "must be more than 0");
         }
@@ -794,6 +808,8 @@ mod tests {
         assert_eq!(s.share.chunk_size, 32_768);
         assert_eq!(s.quality.auto_target, 80);
         assert_eq!(s.quality.auto_avif_max_pixels, 1_000_000);
+        assert_eq!(s.quality.auto_sample_tiles, 12);
+        assert_eq!(s.quality.auto_exact_max_pixels, 0);
     }
 
     #[test]
@@ -834,6 +850,26 @@ mod tests {
         let err = Settings::load_from(None, env(&[("PIXPRESS__QUALITY__AUTO_TARGET", "20")]))
             .unwrap_err();
         assert!(err.to_string().contains("auto_target"), "{err}");
+        for tiles in ["1", "65"] {
+            let err = Settings::load_from(
+                None,
+                env(&[("PIXPRESS__QUALITY__AUTO_SAMPLE_TILES", tiles)]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("auto_sample_tiles"), "{err}");
+        }
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("PIXPRESS__QUALITY__AUTO_SAMPLE_TILES", "16"),
+                ("PIXPRESS__QUALITY__AUTO_EXACT_MAX_PIXELS", "20000000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.quality.auto_sample_tiles, s.quality.auto_exact_max_pixels),
+            (16, 20_000_000)
+        );
     }
 
     #[test]

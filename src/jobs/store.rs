@@ -22,7 +22,7 @@ use super::mirror::Mirror;
 use super::task::{Finished, Task, VariantState};
 use super::{JobError, TaskKey, VariantSpec, WorkerPool};
 use crate::backend::{JobQueue, JobRepo, MemoryJobs};
-use crate::pipeline::{Limits, Options, Output};
+use crate::pipeline::{AutoScoring, Limits, Options, Output};
 
 /// Outcome counts and sizes, reported to metrics by the store.
 pub trait JobObserver: Send + Sync {
@@ -47,6 +47,8 @@ pub struct StoreSettings {
     pub output_dir: Option<PathBuf>,
     /// `format=auto` tries AVIF only up to this many pixels.
     pub auto_avif_max_pixels: u64,
+    /// How the auto search scores images over a megapixel.
+    pub auto_scoring: AutoScoring,
     /// A job handed out more often than this is set aside
     /// (`backend.max_attempts`).
     pub max_attempts: u32,
@@ -61,6 +63,10 @@ impl StoreSettings {
             limits: settings.pipeline_limits(),
             output_dir: settings.server.output_dir.clone(),
             auto_avif_max_pixels: settings.quality.auto_avif_max_pixels,
+            auto_scoring: AutoScoring {
+                sample_tiles: settings.quality.auto_sample_tiles,
+                exact_max_pixels: settings.quality.auto_exact_max_pixels,
+            },
             max_attempts: settings.backend.max_attempts,
         }
     }
@@ -73,6 +79,7 @@ pub struct JobStore {
     pool: WorkerPool,
     limits: Limits,
     auto_avif_max_pixels: u64,
+    auto_scoring: AutoScoring,
     max_attempts: u32,
     output_dir: Option<PathBuf>,
     observer: Option<Arc<dyn JobObserver>>,
@@ -95,6 +102,7 @@ impl JobStore {
             pool,
             limits: settings.limits,
             auto_avif_max_pixels: settings.auto_avif_max_pixels,
+            auto_scoring: settings.auto_scoring,
             max_attempts: settings.max_attempts,
             output_dir: settings.output_dir,
             observer: None,
@@ -121,9 +129,10 @@ impl JobStore {
     }
 
     /// The pipeline options of a variant's job, with this server's limits
-    /// and `format=auto` settings.
+    /// and `quality=auto` / `format=auto` settings.
     pub(crate) fn job_options(&self, spec: &VariantSpec) -> Options {
         let mut options = spec.options(self.limits);
+        options.auto_scoring = self.auto_scoring;
         if let Some(auto) = &mut options.auto_format {
             auto.avif_max_pixels = self.auto_avif_max_pixels;
         }

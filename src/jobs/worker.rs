@@ -264,6 +264,26 @@ mod tests {
     use crate::jobs::admission::tests::png;
     use crate::jobs::{StoreSettings, WorkerPool};
 
+    #[test]
+    fn the_servers_auto_scoring_settings_reach_every_jobs_options() {
+        let mut settings = crate::config::Settings::default();
+        settings.quality.auto_sample_tiles = 20;
+        settings.quality.auto_exact_max_pixels = 8_000_000;
+        let store = JobStore::new(
+            StoreSettings::of(&settings),
+            WorkerPool::new(1, 4, Duration::from_secs(30)),
+        );
+        for query in [
+            "format=webp&quality=auto",
+            "format=auto",
+            "format=webp&quality=80",
+        ] {
+            let options = store.job_options(&spec_of(query).unwrap());
+            assert_eq!(options.auto_scoring.sample_tiles, 20, "{query}");
+            assert_eq!(options.auto_scoring.exact_max_pixels, 8_000_000, "{query}");
+        }
+    }
+
     #[tokio::test]
     async fn a_cache_too_small_for_a_task_still_answers_its_waiters() {
         let mut settings = StoreSettings::of(&crate::config::Settings::default());

@@ -11,6 +11,9 @@
 //! fixed-quality job, and scores their outputs on the whole image too (so a
 //! sampled search score can be checked). Prints per-image lines and the
 //! summary tables in Markdown. Skips (exit 0) when the folder is absent.
+//! `AUTO_SAMPLE_TILES` and `AUTO_EXACT_MAX_PIXELS` set `AutoScoring`;
+//! `AUTO_REPORT_NO_GRID` skips the quality grid (and the figures that need
+//! it); `AUTO_REPORT_MIN_PIXELS` skips smaller images.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,8 +21,12 @@ use std::time::Instant;
 mod corpus;
 
 use pixpress_pipeline::{
-    metric, process, stages, AutoFormat, AutoQuality, Format, Limits, Options,
+    metric, process, stages, AutoFormat, AutoQuality, AutoScoring, Format, Limits, Options,
 };
+
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
 
 const GRID: [u8; 11] = [50, 60, 70, 75, 80, 85, 90, 93, 95, 97, 100];
 
@@ -102,10 +109,7 @@ fn main() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let pixels = u64::from(reference.width()) * u64::from(reference.height());
         let mut grid = Vec::new();
-        let min_pixels: u64 = std::env::var("AUTO_REPORT_MIN_PIXELS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let min_pixels: u64 = env_number("AUTO_REPORT_MIN_PIXELS").unwrap_or(0);
         if pixels < min_pixels {
             continue;
         }
@@ -125,19 +129,28 @@ fn main() {
             metric::ssimulacra2(&a, &b).unwrap()
         });
         let mut runs = Vec::new();
+        let defaults = AutoScoring::default();
+        let scoring = AutoScoring {
+            sample_tiles: env_number("AUTO_SAMPLE_TILES").unwrap_or(defaults.sample_tiles),
+            exact_max_pixels: env_number("AUTO_EXACT_MAX_PIXELS")
+                .unwrap_or(defaults.exact_max_pixels),
+        };
         for &t in &targets {
             let auto = Some(AutoQuality::new(t).unwrap());
             let webp = Options {
                 auto_quality: auto,
+                auto_scoring: scoring,
                 ..Options::new(Format::Webp)
             };
             let jpg = Options {
                 auto_quality: auto,
+                auto_scoring: scoring,
                 ..Options::new(Format::Jpeg)
             };
             let fmt = Options {
                 auto_quality: auto,
                 auto_format: Some(AutoFormat::default()),
+                auto_scoring: scoring,
                 ..Options::new(Format::Webp)
             };
             let fixed = Options {
@@ -303,7 +316,10 @@ fn report(images: &[Image], targets: &[f32]) {
         println!("| image | best WebP score (q) | webp auto: q, bytes, score | format=auto: format, q, bytes, score |");
         println!("|---|---:|---|---|");
         for i in &unreachable {
-            let best = i.grid.iter().max_by(|a, b| a.2.total_cmp(&b.2)).unwrap();
+            // Without the grid (AUTO_REPORT_NO_GRID) nothing is known here.
+            let Some(best) = i.grid.iter().max_by(|a, b| a.2.total_cmp(&b.2)) else {
+                continue;
+            };
             let (a, f) = (&i.runs[ti][0], &i.runs[ti][2]);
             println!(
                 "| {} | {:.1} (q{}) | q{:?}, {} B, {:.1} | {} q{:?}, {} B, {:.1} |",

@@ -1,10 +1,15 @@
 //! A thin command line over the pipeline, for scripts and measurements:
 //!
-//!     pxcli process FILE [--format F] [--quality Q] [--max-bytes N]
+//!     pxcli process FILE [--format F] [--quality Q] [--target T] [--max-bytes N]
 //!                        [--recipe "resize 800x600, grayscale"] [-o OUT]
 //!     pxcli probe FILE
 //!
 //! Prints one line: `format width height bytes milliseconds [kept_original]`.
+//!
+//! `--target T` searches the quality for SSIMULACRA2 score T (`quality=auto`;
+//! the line then ends with the quality, the score and the trials), and
+//! `--exact-max-pixels N` scores a sampled search's output whole up to N
+//! pixels (`AutoScoring`).
 //!
 //! `--encoder-only` skips the never-larger rule and the byte budget (decode
 //! then one encode), so encoders can be compared with other encoders;
@@ -13,12 +18,15 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use pixpress_pipeline::{probe, process, recipe, stages, Format, Limits, Options, PipelineError};
+use pixpress_pipeline::{
+    probe, process, recipe, stages, AutoQuality, Format, Limits, Options, PipelineError,
+};
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: pxcli process FILE [--format webp|jpg|png|avif] [--quality 1-100] \
-         [--max-bytes N] [--recipe TEXT] [-o OUT]\n       pxcli probe FILE"
+         [--target 30-100] [--exact-max-pixels N] [--max-bytes N] [--recipe TEXT] [-o OUT]\n       \
+         pxcli probe FILE"
     );
     ExitCode::from(2)
 }
@@ -75,6 +83,14 @@ fn run_process(input: &[u8], rest: &[String]) -> ExitCode {
                 }
             },
             "--quality" => options.quality = value.parse().ok(),
+            "--target" => match value.parse().map(AutoQuality::new) {
+                Ok(Ok(auto)) => options.auto_quality = Some(auto),
+                _ => return usage(),
+            },
+            "--exact-max-pixels" => match value.parse() {
+                Ok(n) => options.auto_scoring.exact_max_pixels = n,
+                Err(_) => return usage(),
+            },
             "--max-bytes" => options.max_bytes = value.parse().ok(),
             "--recipe" => {
                 let r = recipe::parse(value);
@@ -98,8 +114,17 @@ fn run_process(input: &[u8], rest: &[String]) -> ExitCode {
     match result {
         Ok(o) => {
             let ms = start.elapsed().as_secs_f64() * 1000.0;
+            let auto = match (options.auto_quality, o.score) {
+                (Some(_), Some(score)) => format!(
+                    " q{} score {score:.2}{} trials {}",
+                    o.quality.unwrap_or(0),
+                    if o.score_sampled { " (sampled)" } else { "" },
+                    o.trials
+                ),
+                _ => String::new(),
+            };
             println!(
-                "{} {} {} {} {:.1}{}",
+                "{} {} {} {} {:.1}{}{auto}",
                 o.format,
                 o.width,
                 o.height,

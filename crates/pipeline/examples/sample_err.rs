@@ -3,7 +3,8 @@
 //! the search's (the mosaic of tiles, `stages::search_image`, encoded and
 //! scored on its own) and the check's (the whole image encoded, and the
 //! same tiles cut from it and from the original scored), the latter with
-//! several tile sizes.
+//! several tile sizes. `SEARCH_TILES=6,8,12` (an environment variable) adds
+//! the search's mosaic with other numbers of 256-pixel tiles.
 //!
 //! ```text
 //! cargo run --release -p pixpress-pipeline --example sample_err -- ../shared/corpus
@@ -39,6 +40,12 @@ fn summary(label: &str, errors: &mut [f64]) {
 fn main() {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or("../shared/corpus".into()));
     let mut search_err = Vec::new();
+    let counts: Vec<u32> = std::env::var("SEARCH_TILES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let mut count_err = vec![Vec::new(); counts.len()];
     let mut cut_err = vec![Vec::new(); CUTS.len()];
     for corpus::CorpusImage {
         path, image: img, ..
@@ -56,6 +63,15 @@ fn main() {
             search_err.push(searched);
             let mut line =
                 format!("{name} {format:?} q{q}: whole {whole:.2}, search {searched:+.2}");
+            for (k, &tiles) in counts.iter().enumerate() {
+                let Some(mosaic) = stages::mosaic(&img, 256, tiles) else {
+                    continue;
+                };
+                let part = decode(&stages::encode(&mosaic, format, q).unwrap());
+                let d = metric::ssimulacra2(&mosaic, &part).unwrap() - whole;
+                count_err[k].push(d);
+                line += &format!(", search {tiles} tiles {d:+.2}");
+            }
             for (k, &(tile, tiles)) in CUTS.iter().enumerate() {
                 let (Some(a), Some(b)) = (
                     stages::mosaic(&img, tile, tiles),
@@ -71,6 +87,9 @@ fn main() {
         }
     }
     summary("search (mosaic encoded alone)", &mut search_err);
+    for (k, &tiles) in counts.iter().enumerate() {
+        summary(&format!("search, {tiles} tiles of 256"), &mut count_err[k]);
+    }
     for (k, &(tile, tiles)) in CUTS.iter().enumerate() {
         summary(&format!("check, {tiles} tiles of {tile}"), &mut cut_err[k]);
     }

@@ -78,6 +78,37 @@ impl Default for AutoFormat {
     }
 }
 
+/// How `quality=auto` and `format=auto` score images over a megapixel.
+///
+/// Scoring a whole large image costs several fixed jobs' time (SSIMULACRA2
+/// runs at about 0.1-0.2 s a megapixel, a fixed WebP job at about 0.05), so
+/// the search runs on a sample: `sample_tiles` full-resolution tiles of 256
+/// pixels. A sample's score is not the whole image's: more tiles bring it
+/// closer and cost more (the pipeline README's "Scoring large images" has
+/// the figures). Up to `exact_max_pixels`, the output found on the sample
+/// is scored again on the whole image; that score is the one reported, and
+/// when it falls short of the target the quality steps up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoScoring {
+    /// Tiles in the search's sample of a large image (at least 2).
+    pub sample_tiles: u32,
+    /// Images of at most this many pixels get their output scored whole
+    /// after a sampled search; 0 = never.
+    pub exact_max_pixels: u64,
+}
+
+/// Tiles in a sample by default (about 0.8 MP).
+pub const DEFAULT_SAMPLE_TILES: u32 = 12;
+
+impl Default for AutoScoring {
+    fn default() -> Self {
+        Self {
+            sample_tiles: DEFAULT_SAMPLE_TILES,
+            exact_max_pixels: 0,
+        }
+    }
+}
+
 /// Whether AVIF output can be scored in this build: it can wherever AVIF
 /// is built (dav1d decodes the output, `avif_decode`). Without it
 /// `format=auto` leaves AVIF out and `quality=auto` with AVIF would use a
@@ -105,8 +136,8 @@ const SAMPLE_ABOVE: u64 = 1_000_000;
 const SAMPLE_MARGIN: f64 = 2.0;
 /// Side of one sample tile (a multiple of the 16-pixel macroblock).
 const TILE: u32 = 256;
-/// Tiles in a sample (about 0.8 MP).
-const TILES: u32 = 12;
+/// Quality steps up after an exact score that falls short, at most.
+const EXACT_STEPS: u32 = 2;
 /// Cap on trial encodes per codec (quality=auto), plus one at quality 100
 /// when none of them reached the target.
 const MAX_TRIALS: u32 = 4;
@@ -277,16 +308,16 @@ fn palette_suits(image: &DynamicImage) -> bool {
     encode::has_transparency(image) || encode::distinct_colours(image, FEW_COLOURS).is_some()
 }
 
-/// A mosaic of full-resolution tiles spread over a large image, so that
-/// trial encodes and scores cost about a megapixel whatever the image size.
+/// A mosaic of `tiles` full-resolution tiles spread over a large image, so
+/// that trial encodes and scores cost the same whatever the image size.
 /// Tile corners sit on the 16-pixel grid, so codec blocks line up with the
 /// image's own. `None` for images small enough to search whole.
-pub(crate) fn sample(image: &DynamicImage) -> Option<DynamicImage> {
+pub(crate) fn sample(image: &DynamicImage, tiles: u32) -> Option<DynamicImage> {
     let (w, h) = image.dimensions();
     if u64::from(w) * u64::from(h) <= SAMPLE_ABOVE {
         return None;
     }
-    mosaic(image, TILE, TILES)
+    mosaic(image, TILE, tiles.max(2))
 }
 
 /// `tiles` tiles of `tile` pixels square spread evenly over `image` (corners
@@ -491,6 +522,7 @@ pub(crate) fn choose(
     format: Format,
     auto_format: Option<&AutoFormat>,
     target: f32,
+    scoring: &AutoScoring,
     background: [u8; 3],
     deadline: Option<Instant>,
 ) -> Result<Chosen, PipelineError> {
@@ -515,8 +547,9 @@ pub(crate) fn choose(
             sampled: false,
         });
     }
-    let sampled = sample(image);
+    let sampled = sample(image, scoring.sample_tiles);
     let work = sampled.as_ref().unwrap_or(image);
+    let asked = target;
     // A sample's score can sit above the whole image's; aim above the
     // target so that the whole output still reaches it.
     let target = if sampled.is_some() {
@@ -588,37 +621,108 @@ pub(crate) fn choose(
         }
     }
     let best = best.expect("one candidate searched");
-    let bytes = if sampled.is_some() {
-        best.codec
-            .encode(image, best.quality, background, deadline)?
-    } else {
-        best.bytes
-    };
+    if sampled.is_none() {
+        return Ok(Chosen {
+            bytes: best.bytes,
+            codec: best.codec,
+            quality: best.quality,
+            score: Some(best.score),
+            trials: scorer.trials,
+            sampled: false,
+        });
+    }
+    let bytes = best
+        .codec
+        .encode(image, best.quality, background, deadline)?;
+    let pixels = u64::from(image.width()) * u64::from(image.height());
+    if pixels <= scoring.exact_max_pixels {
+        let full = Found { bytes, ..best };
+        return exact(image, full, asked, scorer.trials, background, deadline);
+    }
     Ok(Chosen {
         bytes,
         codec: best.codec,
         quality: best.quality,
         score: Some(best.score),
         trials: scorer.trials,
-        sampled: sampled.is_some(),
+        sampled: true,
+    })
+}
+
+/// Scores the full-size output of a sampled search (`found`, its bytes
+/// encoded from the whole image) on the whole image and reports that
+/// score; when it falls short of `target`, steps the quality up along the
+/// codec's slope (at most `EXACT_STEPS` more full-size encodes, each
+/// counted as a trial) and keeps the first that passes, else the highest
+/// tried.
+fn exact(
+    image: &DynamicImage,
+    found: Found,
+    target: f64,
+    mut trials: u32,
+    background: [u8; 3],
+    deadline: Option<Instant>,
+) -> Result<Chosen, PipelineError> {
+    let codec = found.codec;
+    let hi = if codec == Codec::Jpeg {
+        JPEG_420_MAX
+    } else {
+        100
+    };
+    let reference = metric::prepare(image, background);
+    let score_of = |bytes: &[u8]| -> Result<f64, PipelineError> {
+        check_deadline(deadline)?;
+        let decoded = decode_output(codec.format(), bytes)?;
+        metric::score_rgb(&reference, &metric::prepare(&decoded, background))
+    };
+    let mut quality = found.quality;
+    let mut bytes = found.bytes;
+    let mut score = score_of(&bytes)?;
+    for _ in 0..EXACT_STEPS {
+        if score >= target || quality >= hi {
+            break;
+        }
+        let step = ((target + AIM - score) / codec.slope(quality))
+            .ceil()
+            .max(1.0);
+        let next = (f64::from(quality) + step).min(f64::from(hi)) as u8;
+        check_deadline(deadline)?;
+        bytes = codec.encode(image, next, background, deadline)?;
+        trials += 1;
+        quality = next;
+        score = score_of(&bytes)?;
+    }
+    Ok(Chosen {
+        bytes,
+        codec,
+        quality,
+        score: Some(score),
+        trials,
+        sampled: false,
     })
 }
 
 /// Scores `bytes` (an encode of `image`, same size) the way the search
-/// does: on the sample for large images. Returns the score and whether it
-/// was sampled; `None` for AVIF.
+/// reports: on the sample for large images (whole up to the exact bound).
+/// Returns the score and whether it was sampled; `None` for AVIF where it
+/// cannot be scored.
 pub(crate) fn score_like_search(
     image: &DynamicImage,
     format: Format,
     quality: u8,
     bytes: &[u8],
+    scoring: &AutoScoring,
     background: [u8; 3],
     deadline: Option<Instant>,
 ) -> Result<Option<(f64, bool)>, PipelineError> {
     if format == Format::Avif && !AVIF_SCORED {
         return Ok(None);
     }
-    if let Some(s) = sample(image) {
+    let pixels = u64::from(image.width()) * u64::from(image.height());
+    let sampled = (pixels > scoring.exact_max_pixels)
+        .then(|| sample(image, scoring.sample_tiles))
+        .flatten();
+    if let Some(s) = sampled {
         let codec = match format {
             Format::Webp => Codec::Webp,
             Format::Jpeg => Codec::Jpeg,
@@ -663,6 +767,7 @@ pub(crate) fn finish(
         options.format,
         options.auto_format.as_ref(),
         target,
+        &options.auto_scoring,
         background,
         deadline,
     )?;
@@ -725,6 +830,7 @@ pub(crate) fn finish(
             format,
             fitted.quality,
             &fitted.bytes,
+            &options.auto_scoring,
             background,
             deadline,
         )?

@@ -31,8 +31,8 @@ use std::time::Instant;
 use image::metadata::Orientation;
 
 pub use auto::{
-    AutoFormat, AutoQuality, AVIF_SCORED, DEFAULT_AVIF_MAX_PIXELS, DEFAULT_TARGET, MAX_TARGET,
-    MIN_TARGET,
+    AutoFormat, AutoQuality, AutoScoring, AVIF_SCORED, DEFAULT_AVIF_MAX_PIXELS,
+    DEFAULT_SAMPLE_TILES, DEFAULT_TARGET, MAX_TARGET, MIN_TARGET,
 };
 /// Decodes an AVIF still (the pipeline's own AVIF output and stills like
 /// it) for scoring; AVIF is not an input format of `process`.
@@ -240,9 +240,10 @@ pub mod stages {
         }
     }
 
-    /// What `quality=auto` searches on for `image`.
+    /// What `quality=auto` searches on for `image` (with the default
+    /// number of sample tiles).
     pub fn search_image(image: &DynamicImage) -> SearchImage<'_> {
-        match crate::auto::sample(image) {
+        match crate::auto::sample(image, crate::DEFAULT_SAMPLE_TILES) {
             Some(s) => SearchImage::Sample(s),
             None => SearchImage::Whole(image),
         }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::{AutoFormat, AutoQuality, Format};
+use crate::{AutoFormat, AutoQuality, AutoScoring, Format};
 
 /// How a resize box is filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -111,6 +111,8 @@ pub struct Options {
     /// `format=auto`: choose among candidate formats; `format` is then
     /// ignored. The target is `auto_quality`'s, or 80 without it.
     pub auto_format: Option<AutoFormat>,
+    /// How the auto search scores images over a megapixel.
+    pub auto_scoring: AutoScoring,
 }
 
 impl Default for Options {
@@ -125,6 +127,7 @@ impl Default for Options {
             deadline: None,
             auto_quality: None,
             auto_format: None,
+            auto_scoring: AutoScoring::default(),
         }
     }
 }

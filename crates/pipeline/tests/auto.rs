@@ -7,7 +7,7 @@ mod common;
 use common::{encode_with_image, fixture, photo_like, quadrants};
 use image::{DynamicImage, ImageFormat};
 use pixpress_pipeline::{
-    metric, process, AutoFormat, AutoQuality, Format, Limits, Options, PipelineError,
+    metric, process, AutoFormat, AutoQuality, AutoScoring, Format, Limits, Options, PipelineError,
 };
 
 /// A real photograph (227x149) as committed PNG-free JPEG input.
@@ -291,4 +291,93 @@ fn large_images_are_searched_on_a_sample_of_about_a_megapixel() {
     assert!(out.score_sampled);
     assert_eq!((out.width, out.height), (2400, 1600));
     assert!((1..=5).contains(&out.trials), "{} trials", out.trials);
+}
+
+#[test]
+fn exact_scoring_reports_the_whole_image_score_of_a_large_output() {
+    let large = DynamicImage::ImageRgb8(photo_like(1600, 1000));
+    let png = encode_with_image(&large, ImageFormat::Png);
+    for format in [Format::Webp, Format::Jpeg] {
+        let sampled = process(&png, &auto(format, 75.0)).unwrap();
+        assert!(sampled.score_sampled);
+        let exact = Options {
+            auto_scoring: AutoScoring {
+                exact_max_pixels: 1_600_000,
+                ..AutoScoring::default()
+            },
+            ..auto(format, 75.0)
+        };
+        let out = process(&png, &exact).unwrap();
+        assert!(!out.score_sampled, "{format:?}");
+        let whole = score_of(&png, &out.bytes);
+        let reported = out.score.unwrap();
+        assert!(
+            (reported - whole).abs() < 1e-9,
+            "{format:?}: {reported} vs {whole}"
+        );
+        assert!(whole >= 75.0, "{format:?}: {whole} at q{:?}", out.quality);
+        assert_eq!(out.target_met, Some(true));
+        // One pixel over the bound and the score is the sample's again.
+        let over = Options {
+            auto_scoring: AutoScoring {
+                exact_max_pixels: 1_599_999,
+                ..AutoScoring::default()
+            },
+            ..auto(format, 75.0)
+        };
+        assert!(process(&png, &over).unwrap().score_sampled);
+    }
+}
+
+#[test]
+fn exact_scoring_steps_the_quality_up_when_the_whole_image_falls_short() {
+    // A sample of two tiles from a picture whose detail sits outside them
+    // scores far above the whole image: the exact score then finds the
+    // output short and encodes again at a higher quality.
+    let mut img = photo_like(1280, 1024);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let busy = (400..880).contains(&x) && (300..720).contains(&y);
+        if !busy {
+            *p = image::Rgb([200, 180, 160]);
+        } else if (x / 2 + y / 3) % 3 == 0 {
+            *p = image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8]);
+        }
+    }
+    let png = encode_with_image(&DynamicImage::ImageRgb8(img), ImageFormat::Png);
+    let scoring = |exact_max_pixels| AutoScoring {
+        sample_tiles: 2,
+        exact_max_pixels,
+    };
+    let sampled = process(
+        &png,
+        &Options {
+            auto_scoring: scoring(0),
+            ..auto(Format::Webp, 80.0)
+        },
+    )
+    .unwrap();
+    let sampled_whole = score_of(&png, &sampled.bytes);
+    assert!(
+        sampled_whole < 80.0,
+        "the sample's answer already reaches 80 on the whole ({sampled_whole})"
+    );
+    let exact = process(
+        &png,
+        &Options {
+            auto_scoring: scoring(u64::MAX),
+            ..auto(Format::Webp, 80.0)
+        },
+    )
+    .unwrap();
+    assert!(
+        exact.quality > sampled.quality,
+        "{:?} vs {:?}",
+        exact.quality,
+        sampled.quality
+    );
+    assert!(exact.trials > sampled.trials);
+    let whole = score_of(&png, &exact.bytes);
+    assert!((exact.score.unwrap() - whole).abs() < 1e-9);
+    assert_eq!(exact.target_met, Some(whole >= 80.0));
+    assert!(whole > sampled_whole, "{whole} vs {sampled_whole}");
 }
