@@ -108,7 +108,8 @@ pub struct VariantView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_limited: Option<bool>,
     /// Auto variants, done: the score was measured on a sample of tiles
-    /// (images over 1 MP).
+    /// (images over 1 MP, unless `quality.auto_exact_max_pixels` covers
+    /// them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score_sampled: Option<bool>,
     /// Where this variant is downloaded: `/download/{md5}?{its options}`,

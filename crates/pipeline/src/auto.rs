@@ -184,6 +184,16 @@ impl Codec {
         }
     }
 
+    /// The highest quality searched (4:2:0 JPEG stops where 4:4:4 takes
+    /// over).
+    fn highest(self) -> u8 {
+        if self == Self::Jpeg {
+            JPEG_420_MAX
+        } else {
+            100
+        }
+    }
+
     /// Predicted quality for a target (the first trial): about the median
     /// photo's lowest passing quality (WebP: 84 for 80, 71 for 70).
     fn start(self, target: f64) -> f64 {
@@ -447,11 +457,7 @@ fn search(
     beat: Option<usize>,
     max_trials: u32,
 ) -> Result<Found, PipelineError> {
-    let hi = if codec == Codec::Jpeg {
-        JPEG_420_MAX
-    } else {
-        100
-    };
+    let hi = codec.highest();
     let lo = Q_MIN;
     let first = start
         .unwrap_or_else(|| {
@@ -664,11 +670,7 @@ fn exact(
     deadline: Option<Instant>,
 ) -> Result<Chosen, PipelineError> {
     let codec = found.codec;
-    let hi = if codec == Codec::Jpeg {
-        JPEG_420_MAX
-    } else {
-        100
-    };
+    let hi = codec.highest();
     let reference = metric::prepare(image, background);
     let score_of = |bytes: &[u8]| -> Result<f64, PipelineError> {
         check_deadline(deadline)?;
