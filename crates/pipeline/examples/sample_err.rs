@@ -1,10 +1,11 @@
 //! How far sampled scores are from the whole image's score, on the corpus
 //! images over 1 MP, WebP and JPEG at a few qualities. Two ways to sample:
-//! the search's (the mosaic of tiles, `stages::search_image`, encoded and
-//! scored on its own) and the check's (the whole image encoded, and the
-//! same tiles cut from it and from the original scored), the latter with
-//! several tile sizes. `SEARCH_TILES=6,8,12` (an environment variable) adds
-//! the search's mosaic with other numbers of 256-pixel tiles.
+//! the search's (its mosaic of tiles chosen by detail,
+//! `stages::search_image`, encoded and scored on its own) and the check's
+//! (the whole image encoded, and evenly spaced tiles cut from it and from
+//! the original scored), the latter with several tile sizes.
+//! `SEARCH_TILES=6,8,12` (an environment variable) adds evenly spaced
+//! mosaics of other numbers of 256-pixel tiles, encoded alone.
 //!
 //! ```text
 //! cargo run --release -p pixpress-pipeline --example sample_err -- ../shared/corpus
@@ -70,7 +71,7 @@ fn main() {
                 let part = decode(&stages::encode(&mosaic, format, q).unwrap());
                 let d = metric::ssimulacra2(&mosaic, &part).unwrap() - whole;
                 count_err[k].push(d);
-                line += &format!(", search {tiles} tiles {d:+.2}");
+                line += &format!(", even {tiles} tiles {d:+.2}");
             }
             for (k, &(tile, tiles)) in CUTS.iter().enumerate() {
                 let (Some(a), Some(b)) = (
@@ -88,7 +89,10 @@ fn main() {
     }
     summary("search (mosaic encoded alone)", &mut search_err);
     for (k, &tiles) in counts.iter().enumerate() {
-        summary(&format!("search, {tiles} tiles of 256"), &mut count_err[k]);
+        summary(
+            &format!("evenly spaced, {tiles} tiles of 256"),
+            &mut count_err[k],
+        );
     }
     for (k, &(tile, tiles)) in CUTS.iter().enumerate() {
         summary(&format!("check, {tiles} tiles of {tile}"), &mut cut_err[k]);

@@ -6,8 +6,8 @@
 //! `metric`) against the pixels just before encoding: one trial at a
 //! predicted quality, then steps along the score's slope and linear
 //! interpolation between the two trials that bracket the target. Large
-//! images are searched on a sample (a mosaic of full-resolution tiles), then
-//! encoded once at the quality found. `format=auto` keeps the smallest
+//! images are searched on a sample (a mosaic of full-resolution tiles chosen
+//! by detail), then encoded once at the quality found. `format=auto` keeps the smallest
 //! candidate that meets the target.
 
 use std::time::{Duration, Instant};
@@ -90,14 +90,15 @@ impl Default for AutoFormat {
 /// when it falls short of the target the quality steps up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AutoScoring {
-    /// Tiles in the search's sample of a large image (at least 2).
+    /// Tiles asked for in the search's sample of a large image (at least
+    /// 2; the mosaic is a full grid, so a 16:9 image asked for 12 gets 15).
     pub sample_tiles: u32,
     /// Images of at most this many pixels get their output scored whole
     /// after a sampled search; 0 = never.
     pub exact_max_pixels: u64,
 }
 
-/// Tiles in a sample by default (about 0.8 MP).
+/// Tiles asked for in a sample by default (0.8-1 MP once the grid is full).
 pub const DEFAULT_SAMPLE_TILES: u32 = 12;
 
 impl Default for AutoScoring {
@@ -318,16 +319,84 @@ fn palette_suits(image: &DynamicImage) -> bool {
     encode::has_transparency(image) || encode::distinct_colours(image, FEW_COLOURS).is_some()
 }
 
-/// A mosaic of `tiles` full-resolution tiles spread over a large image, so
-/// that trial encodes and scores cost the same whatever the image size.
-/// Tile corners sit on the 16-pixel grid, so codec blocks line up with the
-/// image's own. `None` for images small enough to search whole.
+/// The search's sample of a large image: a mosaic of about `tiles`
+/// full-resolution tiles that stand for the image's mix of flat and busy
+/// regions (`stratified`), so that trial encodes and scores cost the same
+/// whatever the image size. Tile corners sit on the 16-pixel grid, so codec
+/// blocks line up with the image's own. `None` for images small enough to
+/// search whole.
 pub(crate) fn sample(image: &DynamicImage, tiles: u32) -> Option<DynamicImage> {
     let (w, h) = image.dimensions();
     if u64::from(w) * u64::from(h) <= SAMPLE_ABOVE {
         return None;
     }
-    mosaic(image, TILE, tiles.max(2))
+    stratified(image, TILE, tiles.max(2))
+}
+
+/// The grid shape (columns, rows) of a mosaic of about `tiles` tiles of
+/// `tile` pixels for an image of `w` x `h`.
+fn grid_shape(w: u32, h: u32, tile: u32, tiles: u32) -> (u32, u32) {
+    let aspect = f64::from(w) / f64::from(h);
+    let nx = ((f64::from(tiles) * aspect).sqrt().round() as u32).clamp(1, w / tile);
+    let ny = tiles.div_ceil(nx).clamp(1, h / tile);
+    (nx, ny)
+}
+
+/// Detail of a tile: the mean absolute difference of luma to the right and
+/// lower neighbour, on every fourth pixel of every fourth row.
+fn detail(image: &DynamicImage, x0: u32, y0: u32, tile: u32) -> f64 {
+    let luma = |x: u32, y: u32| {
+        let p = image.get_pixel(x, y).0;
+        i32::from(p[0]) + 2 * i32::from(p[1]) + i32::from(p[2])
+    };
+    let mut sum = 0u64;
+    let mut n = 0u64;
+    for y in (y0..y0 + tile - 1).step_by(4) {
+        for x in (x0..x0 + tile - 1).step_by(4) {
+            let c = luma(x, y);
+            sum += u64::from((luma(x + 1, y) - c).unsigned_abs())
+                + u64::from((luma(x, y + 1) - c).unsigned_abs());
+            n += 1;
+        }
+    }
+    sum as f64 / n.max(1) as f64
+}
+
+/// A mosaic like `mosaic`'s, but its tiles stand for the image's mix of
+/// flat and busy regions: every tile of a grid over the image is ranked by
+/// detail, tiles are taken at evenly spaced ranks, and placed in reading
+/// order. Falls back to `mosaic` when the grid has too few tiles.
+pub(crate) fn stratified(image: &DynamicImage, tile: u32, tiles: u32) -> Option<DynamicImage> {
+    let (w, h) = image.dimensions();
+    if w < 2 * tile || h < 2 * tile {
+        return None;
+    }
+    let (nx, ny) = grid_shape(w, h, tile, tiles);
+    let n = (nx * ny) as usize;
+    let (cx, cy) = (w / tile, h / tile);
+    if ((cx * cy) as usize) < 2 * n {
+        return mosaic(image, tile, tiles);
+    }
+    let (ox, oy) = ((w - cx * tile) / 2 / 16 * 16, (h - cy * tile) / 2 / 16 * 16);
+    let mut ranked: Vec<(f64, u32, u32)> = (0..cy)
+        .flat_map(|j| (0..cx).map(move |i| (ox + i * tile, oy + j * tile)))
+        .map(|(x, y)| (detail(image, x, y, tile), x, y))
+        .collect();
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut chosen: Vec<(u32, u32)> = (0..n)
+        .map(|k| {
+            let r = &ranked[(2 * k + 1) * ranked.len() / (2 * n)];
+            (r.1, r.2)
+        })
+        .collect();
+    chosen.sort_by_key(|&(x, y)| (y, x));
+    let mut out = DynamicImage::new(nx * tile, ny * tile, image.color());
+    for (k, &(x, y)) in chosen.iter().enumerate() {
+        let (i, j) = (k as u32 % nx, k as u32 / nx);
+        let view = image.view(x, y, tile, tile);
+        out.copy_from(&*view, i * tile, j * tile).ok()?;
+    }
+    Some(out)
 }
 
 /// `tiles` tiles of `tile` pixels square spread evenly over `image` (corners
@@ -340,9 +409,7 @@ pub(crate) fn mosaic(image: &DynamicImage, tile: u32, tiles: u32) -> Option<Dyna
     if w < 2 * tile || h < 2 * tile {
         return None;
     }
-    let aspect = f64::from(w) / f64::from(h);
-    let nx = ((f64::from(tiles) * aspect).sqrt().round() as u32).clamp(1, w / tile);
-    let ny = tiles.div_ceil(nx).clamp(1, h / tile);
+    let (nx, ny) = grid_shape(w, h, tile, tiles);
     let at = |i: u32, n: u32, side: u32| -> u32 {
         if n == 1 {
             return (side - tile) / 2 / 16 * 16;
@@ -937,5 +1004,61 @@ mod tests {
     fn the_slope_prior_is_steeper_at_low_qualities() {
         assert!(Codec::Webp.slope(40) > Codec::Webp.slope(90));
         assert!(Codec::Webp.slope(100) > 0.0);
+    }
+
+    /// 3072x1536 (12 x 6 tiles of 256): flat grey but for noise in the
+    /// 3 x 6 tiles of the right quarter.
+    fn a_quarter_busy() -> DynamicImage {
+        let mut img = image::RgbImage::from_pixel(3072, 1536, image::Rgb([128, 128, 128]));
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            if x >= 2304 {
+                let v = ((x * 7919 + y * 104_729) % 251) as u8;
+                *p = image::Rgb([v, v.wrapping_mul(3), v.wrapping_add(90)]);
+            }
+        }
+        DynamicImage::ImageRgb8(img)
+    }
+
+    fn busy_tiles(sample: &DynamicImage) -> usize {
+        let (w, h) = sample.dimensions();
+        (0..h / TILE)
+            .flat_map(|j| (0..w / TILE).map(move |i| (i, j)))
+            .filter(|&(i, j)| detail(sample, i * TILE, j * TILE, TILE) > 1.0)
+            .count()
+    }
+
+    #[test]
+    fn the_sample_holds_flat_and_busy_tiles_in_the_images_proportion() {
+        let img = a_quarter_busy();
+        let sample = sample(&img, 12).unwrap();
+        let (nx, ny) = grid_shape(3072, 1536, TILE, 12);
+        assert_eq!(sample.dimensions(), (nx * TILE, ny * TILE));
+        let n = (nx * ny) as usize;
+        // A quarter of the image is busy, so a quarter of the tiles.
+        let busy = busy_tiles(&sample);
+        assert!((n / 4..=n / 4 + 1).contains(&busy), "{busy} busy of {n}");
+        // Evenly spaced tiles follow the layout instead: two of the five
+        // columns reach into the busy quarter, so 40% of the tiles are busy.
+        let even = busy_tiles(&mosaic(&img, TILE, 12).unwrap());
+        assert_eq!((nx, ny), (5, 3));
+        assert_eq!(even, 6, "{even} busy of {n} evenly spaced");
+        // The same image gives the same sample.
+        assert_eq!(
+            sample.as_bytes(),
+            super::sample(&img, 12).unwrap().as_bytes()
+        );
+    }
+
+    #[test]
+    fn small_and_narrow_images_are_searched_whole_or_on_the_plain_mosaic() {
+        let small = DynamicImage::new_rgb8(1000, 1000);
+        assert!(sample(&small, 12).is_none());
+        // 2 x 8 tiles of 256: too few to rank, the evenly spaced mosaic.
+        let narrow = DynamicImage::ImageRgb8(image::RgbImage::from_fn(512, 2048, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+        }));
+        let s = sample(&narrow, 12).unwrap();
+        let m = mosaic(&narrow, TILE, 12).unwrap();
+        assert_eq!(s.as_bytes(), m.as_bytes());
     }
 }

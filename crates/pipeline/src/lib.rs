@@ -255,8 +255,11 @@ pub mod stages {
         crate::auto::decode_output(format, bytes)
     }
 
-    /// `tiles` full-resolution tiles of `tile` pixels spread over `image`,
-    /// as the search's sample is made (`None` when the image is too small).
+    /// `tiles` full-resolution tiles of `tile` pixels spread evenly over
+    /// `image`, at positions that depend only on its size, so the mosaics of
+    /// an image and of an encode of it line up (`None` when the image is too
+    /// small). The search's own sample (`search_image`) picks its tiles by
+    /// detail instead.
     pub fn mosaic(image: &DynamicImage, tile: u32, tiles: u32) -> Option<DynamicImage> {
         crate::auto::mosaic(image, tile, tiles)
     }
