@@ -101,6 +101,14 @@ pub struct AutoScoring {
 /// Tiles asked for in a sample by default (0.8-1 MP once the grid is full).
 pub const DEFAULT_SAMPLE_TILES: u32 = 12;
 
+impl AutoScoring {
+    /// Whether an output of `image` is scored on the whole image even after
+    /// a sampled search (`exact_max_pixels`).
+    fn scores_whole(&self, image: &DynamicImage) -> bool {
+        u64::from(image.width()) * u64::from(image.height()) <= self.exact_max_pixels
+    }
+}
+
 impl Default for AutoScoring {
     fn default() -> Self {
         Self {
@@ -176,6 +184,16 @@ pub(crate) enum Codec {
 }
 
 impl Codec {
+    /// The codec a fixed output format is searched with (JPEG: 4:2:0).
+    fn of(format: Format) -> Self {
+        match format {
+            Format::Webp => Self::Webp,
+            Format::Jpeg => Self::Jpeg,
+            Format::Png => Self::Png,
+            Format::Avif => Self::Avif,
+        }
+    }
+
     fn format(self) -> Format {
         match self {
             Self::Webp => Format::Webp,
@@ -289,12 +307,7 @@ fn check_deadline(deadline: Option<Instant>) -> Result<(), PipelineError> {
 /// The candidate formats for this image, in trial order.
 fn candidates(image: &DynamicImage, format: Format, auto: Option<&AutoFormat>) -> Vec<Codec> {
     let Some(auto) = auto else {
-        return vec![match format {
-            Format::Webp => Codec::Webp,
-            Format::Jpeg => Codec::Jpeg,
-            Format::Png => Codec::Png,
-            Format::Avif => Codec::Avif,
-        }];
+        return vec![Codec::of(format)];
     };
     let pixels = u64::from(image.width()) * u64::from(image.height());
     let allowed = |f: Format| auto.candidates.contains(&f) && f.available();
@@ -390,11 +403,23 @@ pub(crate) fn stratified(image: &DynamicImage, tile: u32, tiles: u32) -> Option<
         })
         .collect();
     chosen.sort_by_key(|&(x, y)| (y, x));
+    assemble(image, tile, nx, &chosen)
+}
+
+/// The tiles of `tile` pixels at `corners` (reading order), side by side in
+/// rows of `nx`.
+fn assemble(
+    image: &DynamicImage,
+    tile: u32,
+    nx: u32,
+    corners: &[(u32, u32)],
+) -> Option<DynamicImage> {
+    let ny = (corners.len() as u32).div_ceil(nx);
     let mut out = DynamicImage::new(nx * tile, ny * tile, image.color());
-    for (k, &(x, y)) in chosen.iter().enumerate() {
+    for (k, &(x, y)) in corners.iter().enumerate() {
         let (i, j) = (k as u32 % nx, k as u32 / nx);
-        let view = image.view(x, y, tile, tile);
-        out.copy_from(&*view, i * tile, j * tile).ok()?;
+        out.copy_from(&*image.view(x, y, tile, tile), i * tile, j * tile)
+            .ok()?;
     }
     Some(out)
 }
@@ -417,14 +442,10 @@ pub(crate) fn mosaic(image: &DynamicImage, tile: u32, tiles: u32) -> Option<Dyna
         let x = u64::from(i) * u64::from(side - tile) / u64::from(n - 1);
         (x as u32) / 16 * 16
     };
-    let mut out = DynamicImage::new(nx * tile, ny * tile, image.color());
-    for j in 0..ny {
-        for i in 0..nx {
-            let view = image.view(at(i, nx, w), at(j, ny, h), tile, tile);
-            out.copy_from(&*view, i * tile, j * tile).ok()?;
-        }
-    }
-    Some(out)
+    let corners: Vec<(u32, u32)> = (0..ny)
+        .flat_map(|j| (0..nx).map(move |i| (at(i, nx, w), at(j, ny, h))))
+        .collect();
+    assemble(image, tile, nx, &corners)
 }
 
 /// Encodes, decodes and scores trials of one codec against a reference
@@ -693,32 +714,23 @@ pub(crate) fn choose(
             best = Some(found);
         }
     }
-    let best = best.expect("one candidate searched");
-    if sampled.is_none() {
-        return Ok(Chosen {
-            bytes: best.bytes,
-            codec: best.codec,
-            quality: best.quality,
-            score: Some(best.score),
-            trials: scorer.trials,
-            sampled: false,
-        });
-    }
-    let bytes = best
-        .codec
-        .encode(image, best.quality, background, deadline)?;
-    let pixels = u64::from(image.width()) * u64::from(image.height());
-    if pixels <= scoring.exact_max_pixels {
-        let full = Found { bytes, ..best };
-        return exact(image, full, asked, scorer.trials, background, deadline);
+    let mut best = best.expect("one candidate searched");
+    if sampled.is_some() {
+        // The search ran on the sample: encode the whole image once.
+        best.bytes = best
+            .codec
+            .encode(image, best.quality, background, deadline)?;
+        if scoring.scores_whole(image) {
+            return exact(image, best, asked, scorer.trials, background, deadline);
+        }
     }
     Ok(Chosen {
-        bytes,
+        bytes: best.bytes,
         codec: best.codec,
         quality: best.quality,
         score: Some(best.score),
         trials: scorer.trials,
-        sampled: true,
+        sampled: sampled.is_some(),
     })
 }
 
@@ -787,17 +799,11 @@ pub(crate) fn score_like_search(
     if format == Format::Avif && !AVIF_SCORED {
         return Ok(None);
     }
-    let pixels = u64::from(image.width()) * u64::from(image.height());
-    let sampled = (pixels > scoring.exact_max_pixels)
+    let sampled = (!scoring.scores_whole(image))
         .then(|| sample(image, scoring.sample_tiles))
         .flatten();
     if let Some(s) = sampled {
-        let codec = match format {
-            Format::Webp => Codec::Webp,
-            Format::Jpeg => Codec::Jpeg,
-            Format::Png => Codec::Png,
-            Format::Avif => Codec::Avif,
-        };
+        let codec = Codec::of(format);
         let reference = metric::Reference::new(&s, background)?;
         let mut scorer = Scorer {
             image: &s,
